@@ -1,0 +1,85 @@
+"""Firmware Hub: firmware of cameras and IoT devices, visible and upgradeable."""
+
+from __future__ import annotations
+
+from homeassistant.const import Platform
+from homeassistant.core import HomeAssistant
+from homeassistant.exceptions import (
+    ConfigEntryAuthFailed,
+    ConfigEntryError,
+    ConfigEntryNotReady,
+)
+from homeassistant.helpers import config_validation as cv, issue_registry as ir
+from homeassistant.helpers.typing import ConfigType
+
+from .backends.base import BackendError, DeviceAuthError
+from .const import DOMAIN
+from .coordinator import (
+    FirmwareCoordinator,
+    FirmwareHubConfigEntry,
+    FirmwareHubData,
+    create_backend,
+)
+
+PLATFORMS: list[Platform] = [
+    Platform.BINARY_SENSOR,
+    Platform.BUTTON,
+    Platform.SENSOR,
+    Platform.UPDATE,
+]
+
+CONFIG_SCHEMA = cv.config_entry_only_config_schema(DOMAIN)
+
+
+async def async_setup(hass: HomeAssistant, config: ConfigType) -> bool:
+    """Set up the integration (configured through the UI only)."""
+    return True
+
+
+async def async_setup_entry(hass: HomeAssistant, entry: FirmwareHubConfigEntry) -> bool:
+    """Probe the device, then set up its entities."""
+    backend = create_backend(hass, dict(entry.data))
+    try:
+        identity = await backend.async_probe()
+        state = await backend.async_refresh(check=True)
+    except DeviceAuthError as err:
+        await backend.async_close()
+        raise ConfigEntryAuthFailed(
+            translation_domain=DOMAIN, translation_key="invalid_auth"
+        ) from err
+    except BackendError as err:
+        await backend.async_close()
+        raise ConfigEntryNotReady(
+            translation_domain=DOMAIN,
+            translation_key="setup_failed",
+            translation_placeholders={"error": str(err)},
+        ) from err
+    if entry.unique_id is not None and identity.unique_id != entry.unique_id:
+        await backend.async_close()
+        raise ConfigEntryError(
+            translation_domain=DOMAIN,
+            translation_key="wrong_device",
+            translation_placeholders={"name": entry.title},
+        )
+    coordinator = FirmwareCoordinator(hass, entry, backend, identity)
+    coordinator.async_set_updated_data(state)
+    entry.runtime_data = FirmwareHubData(coordinator=coordinator, identity=identity)
+    await hass.config_entries.async_forward_entry_setups(entry, PLATFORMS)
+    return True
+
+
+async def async_unload_entry(
+    hass: HomeAssistant, entry: FirmwareHubConfigEntry
+) -> bool:
+    """Unload the entities and release the device's connections."""
+    unloaded = await hass.config_entries.async_unload_platforms(entry, PLATFORMS)
+    if unloaded:
+        await entry.runtime_data.coordinator.backend.async_close()
+    return unloaded
+
+
+async def async_remove_entry(
+    hass: HomeAssistant, entry: FirmwareHubConfigEntry
+) -> None:
+    """Forget the entry's repair issues when it is deleted."""
+    ir.async_delete_issue(hass, DOMAIN, f"install_failed_{entry.entry_id}")

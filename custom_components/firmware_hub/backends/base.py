@@ -1,0 +1,105 @@
+"""The firmware lifecycle every device kind implements. No Home Assistant imports."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Mapping
+from typing import Any, ClassVar
+
+from ..models import DeviceIdentity, FirmwareState
+
+#: Receives every new state while an install runs (progress, phase changes).
+Publish = Callable[[FirmwareState], None]
+
+
+class BackendError(Exception):
+    """Base of the errors backends raise; `key` names a translated message."""
+
+    key: str = "device_error"
+
+    def __init__(self, message: str, **placeholders: str) -> None:
+        """Initialize with a log message and the translation placeholders."""
+        super().__init__(message)
+        self.placeholders: dict[str, str] = placeholders
+
+
+class DeviceAuthError(BackendError):
+    """The device refused the credentials: the user must re-authenticate."""
+
+    key = "invalid_auth"
+
+
+class DeviceConnectionError(BackendError):
+    """The device could not be reached or did not answer in time."""
+
+    key = "cannot_connect"
+
+
+class DeviceResponseError(BackendError):
+    """The device answered, but not with what the protocol promises."""
+
+    key = "unexpected_response"
+
+
+class InstallError(BackendError):
+    """An install failed; `key` says at which step (download, flash, verify...)."""
+
+    def __init__(self, key: str, message: str, **placeholders: str) -> None:
+        """Initialize with the translation key of the failed step."""
+        super().__init__(message, **placeholders)
+        self.key = key
+
+
+class FirmwareBackend(ABC):
+    """One device's firmware lifecycle over its protocol."""
+
+    kind: ClassVar[str]
+    #: What the kind can do: decides which entities exist.
+    can_install: ClassVar[bool] = True
+    can_check: ClassVar[bool] = True
+    can_restart: ClassVar[bool] = False
+
+    def __init__(self) -> None:
+        """Start from an empty state."""
+        self._state = FirmwareState()
+
+    @property
+    def state(self) -> FirmwareState:
+        """Return the latest known state."""
+        return self._state
+
+    def _set_state(self, state: FirmwareState) -> FirmwareState:
+        self._state = state
+        return state
+
+    @abstractmethod
+    async def async_probe(self) -> DeviceIdentity:
+        """Identify the device and read its initial state (setup and config flow)."""
+
+    @abstractmethod
+    async def async_refresh(self, *, check: bool) -> FirmwareState:
+        """Read the device's state; with `check`, also look for new firmware."""
+
+    @abstractmethod
+    async def async_install(
+        self, version: str | None, publish: Publish
+    ) -> FirmwareState:
+        """Install `version` (None: the latest), publishing every step.
+
+        Returns the final state; raises `InstallError` after publishing a failed state.
+        """
+
+    async def async_restart(self) -> None:
+        """Restart the device."""
+        raise DeviceResponseError(f"{self.kind} devices cannot be restarted")
+
+    def diagnostics(self) -> Mapping[str, Any]:
+        """Return protocol documents worth seeing in diagnostics (not yet redacted)."""
+        return {}
+
+    async def async_close(self) -> None:  # noqa: B027 - optional hook
+        """Release connections (unload, reconfigure).
+
+        Backends on Home Assistant's shared aiohttp session hold nothing to release;
+        those with their own connections (MQTT, WebSocket, SOAP) close them here.
+        """

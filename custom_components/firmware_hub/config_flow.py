@@ -1,0 +1,253 @@
+"""Config flow: a menu of device kinds, each validated against the real device."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from homeassistant.config_entries import (
+    ConfigFlow,
+    ConfigFlowResult,
+    OptionsFlowWithReload,
+)
+from homeassistant.const import (
+    CONF_HOST,
+    CONF_PASSWORD,
+    CONF_PORT,
+    CONF_SSL,
+    CONF_USERNAME,
+    CONF_VERIFY_SSL,
+)
+from homeassistant.core import callback
+from homeassistant.helpers.selector import (
+    NumberSelector,
+    NumberSelectorConfig,
+    NumberSelectorMode,
+    TextSelector,
+    TextSelectorConfig,
+    TextSelectorType,
+)
+import probatio as vol
+
+from .backends.base import DeviceAuthError, DeviceConnectionError, DeviceResponseError
+from .const import (
+    CONF_CHECK_INTERVAL,
+    CONF_KIND,
+    DEFAULT_CHECK_INTERVAL,
+    DEFAULT_HIKVISION_PORT,
+    DEFAULT_HIKVISION_USERNAME,
+    DOMAIN,
+    LOGGER,
+    MAX_CHECK_INTERVAL,
+    MIN_CHECK_INTERVAL,
+    Kind,
+)
+from .coordinator import FirmwareHubConfigEntry, create_backend
+from .models import DeviceIdentity
+
+_PASSWORD = TextSelector(TextSelectorConfig(type=TextSelectorType.PASSWORD))
+_PORT = vol.All(vol.Coerce(int), vol.Range(min=1, max=65535))
+
+HIKVISION_SCHEMA = vol.Schema(
+    {
+        vol.Required(CONF_HOST): str,
+        vol.Required(CONF_PORT, default=DEFAULT_HIKVISION_PORT): _PORT,
+        vol.Required(CONF_SSL, default=False): bool,
+        vol.Required(CONF_VERIFY_SSL, default=False): bool,
+        vol.Required(CONF_USERNAME, default=DEFAULT_HIKVISION_USERNAME): str,
+        vol.Required(CONF_PASSWORD): _PASSWORD,
+    }
+)
+
+CREDENTIALS_SCHEMA = vol.Schema(
+    {
+        vol.Required(CONF_USERNAME): str,
+        vol.Required(CONF_PASSWORD): _PASSWORD,
+    }
+)
+
+#: Reconfigure: an empty password keeps the stored one.
+HIKVISION_RECONFIGURE_SCHEMA = HIKVISION_SCHEMA.extend(
+    {vol.Optional(CONF_PASSWORD): _PASSWORD}
+)
+
+
+class FirmwareHubConfigFlow(ConfigFlow, domain=DOMAIN):
+    """Add a device: pick its kind, then its connection."""
+
+    VERSION = 1
+    MINOR_VERSION = 1
+
+    @staticmethod
+    @callback
+    def async_get_options_flow(
+        config_entry: FirmwareHubConfigEntry,
+    ) -> OptionsFlowHandler:
+        """Return the options flow."""
+        return OptionsFlowHandler()
+
+    async def async_step_user(
+        self, user_input: dict[str, Any] | None = None
+    ) -> ConfigFlowResult:
+        """Ask which kind of device to add."""
+        return self.async_show_menu(
+            step_id="user", menu_options=[kind.value for kind in Kind]
+        )
+
+    async def async_step_hikvision(
+        self, user_input: dict[str, Any] | None = None
+    ) -> ConfigFlowResult:
+        """Add a Hikvision camera or recorder."""
+        errors: dict[str, str] = {}
+        if user_input is not None:
+            data = {CONF_KIND: Kind.HIKVISION.value, **user_input}
+            identity = await self._async_validate(data, errors)
+            if identity is not None:
+                await self.async_set_unique_id(identity.unique_id)
+                self._abort_if_unique_id_configured(
+                    updates={
+                        key: user_input[key]
+                        for key in (CONF_HOST, CONF_PORT, CONF_SSL, CONF_VERIFY_SSL)
+                    }
+                )
+                return self.async_create_entry(title=identity.name, data=data)
+        return self.async_show_form(
+            step_id=Kind.HIKVISION.value,
+            data_schema=self.add_suggested_values_to_schema(
+                HIKVISION_SCHEMA, user_input
+            ),
+            errors=errors,
+        )
+
+    async def async_step_onvif(
+        self, user_input: dict[str, Any] | None = None
+    ) -> ConfigFlowResult:
+        """ONVIF cameras are not supported by this version yet."""
+        return self._kind_not_available(Kind.ONVIF)
+
+    async def async_step_enos(
+        self, user_input: dict[str, Any] | None = None
+    ) -> ConfigFlowResult:
+        """EnOS devices are not supported by this version yet."""
+        return self._kind_not_available(Kind.ENOS)
+
+    async def async_step_miling(
+        self, user_input: dict[str, Any] | None = None
+    ) -> ConfigFlowResult:
+        """Miling devices are not supported by this version yet."""
+        return self._kind_not_available(Kind.MILING)
+
+    def _kind_not_available(self, kind: Kind) -> ConfigFlowResult:
+        return self.async_abort(
+            reason="kind_not_available", description_placeholders={"kind": kind.value}
+        )
+
+    async def async_step_reauth(
+        self, entry_data: Mapping[str, Any]
+    ) -> ConfigFlowResult:
+        """Start re-authentication: the device refused the stored credentials."""
+        return await self.async_step_reauth_confirm()
+
+    async def async_step_reauth_confirm(
+        self, user_input: dict[str, Any] | None = None
+    ) -> ConfigFlowResult:
+        """Ask for new credentials and check them on the device."""
+        entry = self._get_reauth_entry()
+        errors: dict[str, str] = {}
+        if user_input is not None:
+            identity = await self._async_validate({**entry.data, **user_input}, errors)
+            if identity is not None:
+                await self.async_set_unique_id(identity.unique_id)
+                self._abort_if_unique_id_mismatch(reason="wrong_device")
+                return self.async_update_reload_and_abort(
+                    entry, data_updates=user_input
+                )
+        suggested = user_input or {CONF_USERNAME: entry.data[CONF_USERNAME]}
+        return self.async_show_form(
+            step_id="reauth_confirm",
+            data_schema=self.add_suggested_values_to_schema(
+                CREDENTIALS_SCHEMA, suggested
+            ),
+            errors=errors,
+            description_placeholders={"name": entry.title},
+        )
+
+    async def async_step_reconfigure(
+        self, user_input: dict[str, Any] | None = None
+    ) -> ConfigFlowResult:
+        """Change how the device is reached (address, port, TLS, credentials)."""
+        entry = self._get_reconfigure_entry()
+        errors: dict[str, str] = {}
+        if user_input is not None:
+            changes = {key: value for key, value in user_input.items() if value != ""}
+            identity = await self._async_validate({**entry.data, **changes}, errors)
+            if identity is not None:
+                await self.async_set_unique_id(identity.unique_id)
+                self._abort_if_unique_id_mismatch(reason="wrong_device")
+                return self.async_update_reload_and_abort(entry, data_updates=changes)
+        return self.async_show_form(
+            step_id="reconfigure",
+            data_schema=self.add_suggested_values_to_schema(
+                HIKVISION_RECONFIGURE_SCHEMA,
+                _without_password(user_input or dict(entry.data)),
+            ),
+            errors=errors,
+            description_placeholders={"name": entry.title},
+        )
+
+    async def _async_validate(
+        self, data: dict[str, Any], errors: dict[str, str]
+    ) -> DeviceIdentity | None:
+        """Probe the device; fill `errors` and return None when that fails."""
+        backend = create_backend(self.hass, data)
+        try:
+            return await backend.async_probe()
+        except DeviceAuthError:
+            errors["base"] = "invalid_auth"
+        except DeviceConnectionError:
+            errors["base"] = "cannot_connect"
+        except DeviceResponseError:
+            errors["base"] = "unsupported_device"
+        except Exception:  # noqa: BLE001 - the form must always come back
+            LOGGER.exception("Unexpected error while probing the device")
+            errors["base"] = "unknown"
+        finally:
+            await backend.async_close()
+        return None
+
+
+class OptionsFlowHandler(OptionsFlowWithReload):
+    """How often to look for new firmware."""
+
+    async def async_step_init(
+        self, user_input: dict[str, Any] | None = None
+    ) -> ConfigFlowResult:
+        """Show and store the options."""
+        if user_input is not None:
+            return self.async_create_entry(
+                data={CONF_CHECK_INTERVAL: int(user_input[CONF_CHECK_INTERVAL])}
+            )
+        schema = vol.Schema(
+            {
+                vol.Required(
+                    CONF_CHECK_INTERVAL,
+                    default=self.config_entry.options.get(
+                        CONF_CHECK_INTERVAL, DEFAULT_CHECK_INTERVAL
+                    ),
+                ): NumberSelector(
+                    NumberSelectorConfig(
+                        min=MIN_CHECK_INTERVAL,
+                        max=MAX_CHECK_INTERVAL,
+                        step=1,
+                        mode=NumberSelectorMode.BOX,
+                        unit_of_measurement="min",
+                    )
+                ),
+            }
+        )
+        return self.async_show_form(step_id="init", data_schema=schema)
+
+
+def _without_password(values: Mapping[str, Any]) -> dict[str, Any]:
+    """Suggest the stored connection, but never send a stored password to a form."""
+    return {key: value for key, value in values.items() if key != CONF_PASSWORD}

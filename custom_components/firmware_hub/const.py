@@ -1,0 +1,39 @@
+"""Constants of the Firmware Hub integration (the public contract's names)."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from enum import StrEnum
+import logging
+from typing import Final
+
+DOMAIN: Final = "firmware_hub"
+LOGGER = logging.getLogger(__package__)
+
+
+class Kind(StrEnum):
+    """The device families, one per config flow menu option."""
+
+    HIKVISION = "hikvision"
+    ONVIF = "onvif"
+    ENOS = "enos"
+    MILING = "miling"
+
+
+CONF_KIND: Final = "kind"
+CONF_CHECK_INTERVAL: Final = "check_interval_minutes"
+CONF_AUTO_DOWNLOAD: Final = "auto_download"
+
+DEFAULT_CHECK_INTERVAL: Final = 360
+MIN_CHECK_INTERVAL: Final = 15
+MAX_CHECK_INTERVAL: Final = 7 * 24 * 60
+
+DEFAULT_HIKVISION_PORT: Final = 80
+DEFAULT_HIKVISION_USERNAME: Final = "admin"
+
+#: How often a polling device is read (availability, installed version). The
+#: firmware check itself runs every `check_interval_minutes`.
+POLL_INTERVAL: Final = timedelta(seconds=60)
+
+EVENT_UPGRADE_FINISHED: Final = "firmware_hub_upgrade_finished"
+EVENT_INSTALL_REQUESTED: Final = "firmware_hub_install_requested"

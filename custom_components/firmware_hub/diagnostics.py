@@ -1,0 +1,49 @@
+"""Diagnostics: the state and the device's raw documents, with secrets redacted."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from typing import Any
+
+from homeassistant.components.diagnostics import async_redact_data
+from homeassistant.const import CONF_HOST, CONF_PASSWORD, CONF_USERNAME
+from homeassistant.core import HomeAssistant
+
+from .coordinator import FirmwareHubConfigEntry
+
+#: Credentials, addresses and what identifies the physical device.
+TO_REDACT = {
+    CONF_PASSWORD,
+    CONF_USERNAME,
+    CONF_HOST,
+    "unique_id",
+    "serial_number",
+    "serialNumber",
+    "mac_address",
+    "macAddress",
+    "deviceID",
+    "device_id",
+}
+
+
+async def async_get_config_entry_diagnostics(
+    hass: HomeAssistant, entry: FirmwareHubConfigEntry
+) -> dict[str, Any]:
+    """Return diagnostics for a config entry."""
+    coordinator = entry.runtime_data.coordinator
+    return async_redact_data(
+        {
+            "entry": {
+                "title": entry.title,
+                "unique_id": entry.unique_id,
+                "data": dict(entry.data),
+                "options": dict(entry.options),
+            },
+            "identity": asdict(entry.runtime_data.identity),
+            "state": asdict(coordinator.data),
+            "installing": coordinator.installing,
+            "last_update_success": coordinator.last_update_success,
+            "device": coordinator.backend.diagnostics(),
+        },
+        TO_REDACT,
+    )

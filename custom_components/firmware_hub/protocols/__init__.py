@@ -1,0 +1,1 @@
+"""Wire protocols: requests, messages, parsing, typed errors. No Home Assistant imports."""

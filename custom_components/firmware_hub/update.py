@@ -1,0 +1,100 @@
+"""The `firmware` update entity: installed and latest version, install, progress."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from homeassistant.components.update import (
+    UpdateDeviceClass,
+    UpdateEntity,
+    UpdateEntityDescription,
+    UpdateEntityFeature,
+)
+from homeassistant.core import HomeAssistant
+from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
+
+from .coordinator import FirmwareCoordinator, FirmwareHubConfigEntry
+from .entity import FirmwareHubEntity
+
+# Installs are serialised per device by the coordinator's lock.
+PARALLEL_UPDATES = 1
+
+FIRMWARE = UpdateEntityDescription(
+    key="firmware",
+    translation_key="firmware",
+    device_class=UpdateDeviceClass.FIRMWARE,
+)
+
+
+async def async_setup_entry(
+    hass: HomeAssistant,
+    entry: FirmwareHubConfigEntry,
+    async_add_entities: AddConfigEntryEntitiesCallback,
+) -> None:
+    """Set up the firmware update entity."""
+    async_add_entities([FirmwareUpdateEntity(entry.runtime_data.coordinator, FIRMWARE)])
+
+
+class FirmwareUpdateEntity(FirmwareHubEntity, UpdateEntity):
+    """The device's firmware.
+
+    `in_progress` and `update_percentage` come from the coordinator's state, not from
+    attributes Home Assistant resets when `async_install` returns: they stay true and
+    live until the device really finished (rebooted and verified, or handed off).
+    """
+
+    entity_description: UpdateEntityDescription
+
+    def __init__(
+        self, coordinator: FirmwareCoordinator, description: UpdateEntityDescription
+    ) -> None:
+        """Initialize; features follow what the device kind can do."""
+        super().__init__(coordinator, description)
+        features = UpdateEntityFeature.RELEASE_NOTES
+        if coordinator.backend.can_install:
+            features |= UpdateEntityFeature.INSTALL | UpdateEntityFeature.PROGRESS
+        self._attr_supported_features = features
+
+    @property
+    def installed_version(self) -> str | None:
+        """Return the firmware the device runs."""
+        return self.coordinator.data.installed_version
+
+    @property
+    def latest_version(self) -> str | None:
+        """Return the newest firmware offered (the installed one when none is)."""
+        return self.coordinator.data.latest_version
+
+    @property
+    def release_url(self) -> str | None:
+        """Return the offer's release page, if the vendor gives one."""
+        return self.coordinator.data.release_url
+
+    @property
+    def in_progress(self) -> bool:
+        """Return True while an install runs."""
+        return self.coordinator.data.in_progress
+
+    @property
+    def update_percentage(self) -> int | None:
+        """Return the install's progress."""
+        data = self.coordinator.data
+        return data.progress if data.in_progress else None
+
+    def version_is_newer(self, latest_version: str, installed_version: str) -> bool:
+        """Vendors' version strings are not semantic versions: the backend decides.
+
+        A backend reports `latest_version` equal to `installed_version` unless the
+        offer is newer (`V5.7.18` and `V5.7.18 build 240826` are the same firmware).
+        """
+        return latest_version != installed_version
+
+    async def async_release_notes(self) -> str | None:
+        """Return the offer's change log."""
+        return self.coordinator.data.release_notes
+
+    async def async_install(
+        self, version: str | None, backup: bool, **kwargs: Any
+    ) -> None:
+        """Install the firmware and wait until the device finished."""
+        await self.coordinator.async_install(version)

@@ -1,0 +1,33 @@
+"""Fixtures shared by all tests.
+
+The first import makes `custom_components.firmware_hub` resolve to this repository
+before pytest-homeassistant-custom-component's own `custom_components` package can
+shadow it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncGenerator, Generator
+
+import pytest
+
+from custom_components.firmware_hub.const import DOMAIN
+
+from .simulators.isapi import IsapiCameraSimulator
+
+assert DOMAIN == "firmware_hub"
+
+
+@pytest.fixture(autouse=True)
+def auto_enable_custom_integrations(enable_custom_integrations: None) -> Generator[None]:
+    """Load integrations from custom_components in every test."""
+    yield
+
+
+@pytest.fixture
+async def camera() -> AsyncGenerator[IsapiCameraSimulator]:
+    """A Hikvision IP camera (DS-2CD2346G2-ISU, hikvision.com namespace)."""
+    sim = IsapiCameraSimulator(device="DS-2CD2346G2-ISU")
+    await sim.start()
+    yield sim
+    await sim.stop()

@@ -1,0 +1,1 @@
+"""Loopback device simulators for tests and manual runs (no Home Assistant imports)."""
