@@ -11,6 +11,7 @@ from collections.abc import AsyncGenerator, Generator
 
 import pytest
 
+from custom_components.firmware_hub.backends import hikvision
 from custom_components.firmware_hub.const import DOMAIN
 
 from .simulators.isapi import IsapiCameraSimulator
@@ -25,9 +26,24 @@ def auto_enable_custom_integrations(enable_custom_integrations: None) -> Generat
 
 
 @pytest.fixture
-async def camera() -> AsyncGenerator[IsapiCameraSimulator]:
+async def camera(socket_enabled: None) -> AsyncGenerator[IsapiCameraSimulator]:
     """A Hikvision IP camera (DS-2CD2346G2-ISU, hikvision.com namespace)."""
     sim = IsapiCameraSimulator(device="DS-2CD2346G2-ISU")
     await sim.start()
     yield sim
     await sim.stop()
+
+
+@pytest.fixture(autouse=True)
+def fast_install(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Poll the simulators every 10 ms instead of every 2 s; short timeouts."""
+    monkeypatch.setattr(
+        hikvision,
+        "DEFAULT_TIMING",
+        hikvision.HikvisionTiming(
+            poll_interval=0.01,
+            download_timeout=5,
+            flash_timeout=5,
+            reboot_timeout=5,
+        ),
+    )

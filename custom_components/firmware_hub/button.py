@@ -14,8 +14,9 @@ from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
 from .coordinator import FirmwareCoordinator, FirmwareHubConfigEntry
 from .entity import FirmwareHubEntity
 
-# One device action at a time.
-PARALLEL_UPDATES = 1
+# No platform semaphore: the coordinator refuses actions during an install instead
+# of queueing them behind it.
+PARALLEL_UPDATES = 0
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -199,7 +199,12 @@ class FirmwareHubConfigFlow(ConfigFlow, domain=DOMAIN):
         self, data: dict[str, Any], errors: dict[str, str]
     ) -> DeviceIdentity | None:
         """Probe the device; fill `errors` and return None when that fails."""
-        backend = create_backend(self.hass, data)
+        try:
+            backend = create_backend(self.hass, data)
+        except ValueError:
+            # Not a host name or address (a URL, a path, spaces...).
+            errors[CONF_HOST] = "invalid_host"
+            return None
         try:
             return await backend.async_probe()
         except DeviceAuthError:

@@ -196,8 +196,8 @@ class FirmwareCoordinator(DataUpdateCoordinator[FirmwareState]):
     @property
     def device_id(self) -> str | None:
         """Return the device registry id of this entry's device."""
-        device = dr.async_get(self.hass).async_get_device(
-            identifiers={(DOMAIN, self.identity.unique_id)}
+        device = dr.async_get(self.hass).async_get_device_by_identifier(
+            (DOMAIN, self.identity.unique_id), self.config_entry.entry_id
         )
         return device.id if device else None
 

@@ -16,8 +16,10 @@ from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
 from .coordinator import FirmwareCoordinator, FirmwareHubConfigEntry
 from .entity import FirmwareHubEntity
 
-# Installs are serialised per device by the coordinator's lock.
-PARALLEL_UPDATES = 1
+# No platform semaphore: it would queue a second install behind the first (an
+# install takes minutes) instead of refusing it; the coordinator's per-device lock
+# refuses it with a clear error.
+PARALLEL_UPDATES = 0
 
 FIRMWARE = UpdateEntityDescription(
     key="firmware",

@@ -80,6 +80,10 @@ class HikvisionTiming:
     max_download_errors: int = 5
 
 
+#: The timing backends use unless given one (tests shorten it).
+DEFAULT_TIMING = HikvisionTiming()
+
+
 @dataclass(frozen=True, slots=True)
 class ParsedVersion:
     """A Hikvision version string reduced to what compares: numbers and build."""
@@ -142,7 +146,7 @@ class HikvisionBackend(FirmwareBackend):
         """Initialize over an ISAPI client."""
         super().__init__()
         self._client = client
-        self._timing = timing or HikvisionTiming()
+        self._timing = timing or DEFAULT_TIMING
         self._device: DeviceInfo | None = None
         self._online_upgrade = True
         self._reboot_after_upgrade = "manual"
