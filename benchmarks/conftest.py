@@ -22,13 +22,15 @@ from custom_components.firmware_hub.const import DOMAIN
 
 from .report import ROWS, table
 
-assert DOMAIN == "firmware_hub"
+if DOMAIN != "firmware_hub":  # pragma: no cover - the wrong package was imported
+    raise ImportError(
+        f"custom_components.firmware_hub is not this repository's: {DOMAIN}"
+    )
 
 
 @pytest.fixture(autouse=True)
-def auto_enable_custom_integrations(enable_custom_integrations: None) -> Generator[None]:
+def auto_enable_custom_integrations(enable_custom_integrations: None) -> None:
     """Load integrations from custom_components in every benchmark."""
-    yield
 
 
 @pytest.fixture(autouse=True)

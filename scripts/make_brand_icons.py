@@ -21,7 +21,9 @@ def _inside(x: float, y: float) -> tuple[int, int, int, int]:
     def rounded(x0: float, y0: float, x1: float, y1: float, r: float) -> bool:
         cx = min(max(x, x0 + r), x1 - r)
         cy = min(max(y, y0 + r), y1 - r)
-        return x0 <= x <= x1 and y0 <= y <= y1 and (x - cx) ** 2 + (y - cy) ** 2 <= r * r
+        return (
+            x0 <= x <= x1 and y0 <= y <= y1 and (x - cx) ** 2 + (y - cy) ** 2 <= r * r
+        )
 
     if not rounded(0.02, 0.02, 0.98, 0.98, 0.18):
         return (0, 0, 0, 0)
@@ -59,8 +61,11 @@ def draw(size: int, samples: int = 3) -> bytes:
         rows.append(bytes(row))
 
     def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(
-            ">I", zlib.crc32(kind + data) & 0xFFFFFFFF
+        return (
+            struct.pack(">I", len(data))
+            + kind
+            + data
+            + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
         )
 
     header = struct.pack(">IIBBBBB", size, size, 8, 6, 0, 0, 0)

@@ -1,0 +1,1 @@
+"""Tests of the Firmware Hub integration."""

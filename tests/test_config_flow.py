@@ -7,12 +7,11 @@ import socket
 from unittest.mock import patch
 
 from aiohttp import web
-import pytest
-
 from homeassistant.config_entries import SOURCE_USER
 from homeassistant.const import CONF_HOST, CONF_PASSWORD, CONF_PORT, CONF_USERNAME
 from homeassistant.core import HomeAssistant
 from homeassistant.data_entry_flow import FlowResultType
+import pytest
 
 from custom_components.firmware_hub.const import CONF_CHECK_INTERVAL, CONF_KIND, DOMAIN
 
@@ -244,9 +243,7 @@ async def test_reconfigure(hass: HomeAssistant, camera: IsapiCameraSimulator) ->
             result["flow_id"], {**form, CONF_PORT: old_port}
         )
         assert result["errors"] == {"base": "cannot_connect"}
-        result = await hass.config_entries.flow.async_configure(
-            result["flow_id"], form
-        )
+        result = await hass.config_entries.flow.async_configure(result["flow_id"], form)
         assert result["type"] is FlowResultType.ABORT
         assert result["reason"] == "reconfigure_successful"
         assert entry.data[CONF_PORT] == moved.port
@@ -291,4 +288,4 @@ async def test_options(hass: HomeAssistant, camera: IsapiCameraSimulator) -> Non
     assert entry.options == {CONF_CHECK_INTERVAL: 60}
     await hass.async_block_till_done()
     coordinator = entry.runtime_data.coordinator
-    assert coordinator._check_interval == 3600
+    assert coordinator.check_interval.total_seconds() == 3600

@@ -6,13 +6,12 @@ import asyncio
 from collections.abc import AsyncGenerator
 from typing import Any
 
-import pytest
-
 from homeassistant.components.update import DOMAIN as UPDATE_DOMAIN, SERVICE_INSTALL
 from homeassistant.const import ATTR_ENTITY_ID, EVENT_STATE_CHANGED, STATE_OFF
 from homeassistant.core import Event, HomeAssistant, State, callback
 from homeassistant.exceptions import HomeAssistantError
 from homeassistant.helpers import device_registry as dr, issue_registry as ir
+import pytest
 from pytest_homeassistant_custom_component.common import (
     MockConfigEntry,
     async_capture_events,
@@ -73,7 +72,7 @@ async def _install(hass: HomeAssistant, **data: Any) -> None:
 
 
 def _assert_never_flashed_early(camera: IsapiCameraSimulator) -> None:
-    """upgradeWithoutDownload never came before the download finished."""
+    """UpgradeWithoutDownload never came before the download finished."""
     assert not camera.upgrade_before_download_finished
     names = [name for _time, name in camera.events]
     if "upgrade_started" in names:
@@ -205,7 +204,9 @@ async def test_download_failure(
         await _install(hass)
     assert err.value.translation_key == "download_failed"
     assert err.value.translation_placeholders["reason"] == failure.value
-    assert camera.count("PUT", "/ISAPI/System/onlineUpgrade/upgradeWithoutDownload") == 0
+    assert (
+        camera.count("PUT", "/ISAPI/System/onlineUpgrade/upgradeWithoutDownload") == 0
+    )
     _assert_never_flashed_early(camera)
     assert camera.firmware_version == "V5.7.18"
     assert hass.states.get(STATUS).state == "failed"
@@ -281,7 +282,10 @@ async def test_wrong_version_after_reboot(
     # Once an install succeeds, the issue goes away.
     camera.failures.clear()
     await entry.runtime_data.coordinator.async_install(None)
-    assert issue_registry.async_get_issue(DOMAIN, f"install_failed_{entry.entry_id}") is None
+    assert (
+        issue_registry.async_get_issue(DOMAIN, f"install_failed_{entry.entry_id}")
+        is None
+    )
 
 
 async def test_camera_never_comes_back(
@@ -358,7 +362,9 @@ async def test_polling_during_install_leaves_the_camera_alone(
     await task
 
 
-async def test_nothing_to_install(hass: HomeAssistant, camera: IsapiCameraSimulator) -> None:
+async def test_nothing_to_install(
+    hass: HomeAssistant, camera: IsapiCameraSimulator
+) -> None:
     """Installing with no offer, or on an unsupported camera, is refused."""
     camera.offer_version = None
     entry = await _entry(hass, camera)

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import pytest
-
 from homeassistant.const import STATE_OFF, STATE_ON
 from homeassistant.core import HomeAssistant
+import pytest
 from pytest_homeassistant_custom_component.typing import WebSocketGenerator
 
 from .helpers import hikvision_entry, setup_entry
@@ -14,9 +13,13 @@ from .simulators.isapi import IsapiCameraSimulator, OnlineUpgrade
 UPDATE = "update.camera_1_firmware"
 
 
-async def _release_notes(hass_ws_client: WebSocketGenerator, hass: HomeAssistant) -> object:
+async def _release_notes(
+    hass_ws_client: WebSocketGenerator, hass: HomeAssistant
+) -> object:
     client = await hass_ws_client(hass)
-    await client.send_json({"id": 1, "type": "update/release_notes", "entity_id": UPDATE})
+    await client.send_json(
+        {"id": 1, "type": "update/release_notes", "entity_id": UPDATE}
+    )
     result = await client.receive_json()
     assert result["success"], result
     return result["result"]

@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass
 from datetime import timedelta
-import time
 from typing import Any
 
 from homeassistant.config_entries import ConfigEntry
@@ -29,6 +28,7 @@ from homeassistant.exceptions import ConfigEntryAuthFailed, HomeAssistantError
 from homeassistant.helpers import device_registry as dr, issue_registry as ir
 from homeassistant.helpers.aiohttp_client import async_get_clientsession
 from homeassistant.helpers.update_coordinator import DataUpdateCoordinator, UpdateFailed
+from homeassistant.util import dt as dt_util
 
 from .backends.base import BackendError, DeviceAuthError, FirmwareBackend, InstallError
 from .backends.hikvision import HikvisionBackend
@@ -107,8 +107,9 @@ class FirmwareCoordinator(DataUpdateCoordinator[FirmwareState]):
         self.kind = Kind(entry.data[CONF_KIND])
         self._install_lock = asyncio.Lock()
         minutes = entry.options.get(CONF_CHECK_INTERVAL, DEFAULT_CHECK_INTERVAL)
-        self._check_interval = timedelta(minutes=minutes).total_seconds()
-        self._next_check = time.monotonic() + self._check_interval
+        self.check_interval = timedelta(minutes=minutes)
+        #: When the next firmware check is due (setup has just checked).
+        self.next_check = dt_util.utcnow() + self.check_interval
 
     @property
     def installing(self) -> bool:
@@ -118,7 +119,7 @@ class FirmwareCoordinator(DataUpdateCoordinator[FirmwareState]):
     async def _async_update_data(self) -> FirmwareState:
         if self.installing:
             return self.backend.state
-        check = time.monotonic() >= self._next_check
+        check = dt_util.utcnow() >= self.next_check
         try:
             state = await self.backend.async_refresh(check=check)
         except DeviceAuthError as err:
@@ -132,7 +133,7 @@ class FirmwareCoordinator(DataUpdateCoordinator[FirmwareState]):
                 translation_placeholders={"error": str(err)},
             ) from err
         if check:
-            self._next_check = time.monotonic() + self._check_interval
+            self.next_check = dt_util.utcnow() + self.check_interval
         return state
 
     async def async_check(self) -> None:
@@ -145,7 +146,7 @@ class FirmwareCoordinator(DataUpdateCoordinator[FirmwareState]):
         except BackendError as err:
             self.async_set_updated_data(previous)
             raise translated_error(err) from err
-        self._next_check = time.monotonic() + self._check_interval
+        self.next_check = dt_util.utcnow() + self.check_interval
         self.async_set_updated_data(state)
         if state.error:
             raise HomeAssistantError(

@@ -42,6 +42,7 @@ async def async_get_config_entry_diagnostics(
             "identity": asdict(entry.runtime_data.identity),
             "state": asdict(coordinator.data),
             "installing": coordinator.installing,
+            "next_check": coordinator.next_check,
             "last_update_success": coordinator.last_update_success,
             "device": coordinator.backend.diagnostics(),
         },

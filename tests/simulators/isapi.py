@@ -333,6 +333,9 @@ class IsapiCameraSimulator:
         self.reboot_seconds = reboot_seconds
         self.offline_seconds = offline_seconds
         self.not_support_http_status = not_support_http_status
+        #: When True, the online version check fails with statusCode 3 deviceError
+        #: (the camera cannot reach its upgrade server in time, as real ones do).
+        self.version_check_fails = False
 
         self.failures: set[Failure] = set()
         self.requests: list[RequestRecord] = []
@@ -948,6 +951,14 @@ class IsapiCameraSimulator:
         """``GET .../onlineUpgrade/version``: the offer, or the running version."""
         if self.online_upgrade == OnlineUpgrade.NOT_SUPPORTED:
             return self._not_supported(request.path)
+        if self.version_check_fails:
+            return self._response_status(
+                request.path,
+                http_status=500,
+                code=3,
+                string="Device Error",
+                sub_code="deviceError",
+            )
         new_version, changelog = self._offer_elements()
         inner = (
             f"<newVersion>{escape(new_version)}</newVersion>\n"

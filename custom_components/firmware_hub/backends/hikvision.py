@@ -152,11 +152,6 @@ class HikvisionBackend(FirmwareBackend):
         self._reboot_after_upgrade = "manual"
         self._documents: dict[str, Any] = {}
 
-    @property
-    def device(self) -> DeviceInfo | None:
-        """Return the last deviceInfo read."""
-        return self._device
-
     async def _call[T](self, coro: Awaitable[T]) -> T:
         """Await a protocol call, turning protocol errors into backend errors."""
         try:
@@ -183,7 +178,6 @@ class HikvisionBackend(FirmwareBackend):
             self._documents["capabilities"] = dict(caps)
             mode = text(find(caps, "rebootAfterUpgrade"))
             self._reboot_after_upgrade = "auto" if mode == "auto" else "manual"
-        await self.async_refresh(check=True)
         return DeviceIdentity(
             unique_id=info.serial_number,
             manufacturer=MANUFACTURER,
@@ -200,12 +194,18 @@ class HikvisionBackend(FirmwareBackend):
         return info
 
     async def async_refresh(self, *, check: bool) -> FirmwareState:
-        """Poll deviceInfo and the server status; with `check`, the camera's check."""
+        """Poll the camera: one request (deviceInfo).
+
+        With `check`, also read whether the camera reaches its upgrade server and
+        run its online check (which makes it ask Hikvision's server).
+        """
         info = await self._read_device_info()
         state = self._state.evolve(installed_version=info.full_version)
-        details = dict(state.details)
-        details["reboot_after_upgrade"] = self._reboot_after_upgrade
-        details["online_upgrade"] = self._online_upgrade
+        details = {
+            **state.details,
+            "reboot_after_upgrade": self._reboot_after_upgrade,
+            "online_upgrade": self._online_upgrade,
+        }
         if not self._online_upgrade:
             details["upgrade_server_connected"] = None
             return self._set_state(
@@ -217,15 +217,14 @@ class HikvisionBackend(FirmwareBackend):
                     details=details,
                 )
             )
-        details["upgrade_server_connected"] = await self._server_connected()
-        state = state.evolve(details=details)
         if not check:
             # Keep the last check's offer; a finished upgrade must not look pending.
             latest = state.latest_version
             if latest is None or not is_newer(latest, info.full_version):
                 state = state.evolve(latest_version=info.full_version)
-            return self._set_state(state)
-        return self._set_state(await self._check(state, info))
+            return self._set_state(state.evolve(details=details))
+        details["upgrade_server_connected"] = await self._server_connected()
+        return self._set_state(await self._check(state.evolve(details=details), info))
 
     async def _server_connected(self) -> bool | None:
         try:
@@ -239,7 +238,10 @@ class HikvisionBackend(FirmwareBackend):
             offer: UpgradeVersion = await self._call(self._client.get_upgrade_version())
         except DeviceResponseError as err:
             if not isinstance(err.__cause__, IsapiNotSupportedError):
-                raise
+                # The camera could not ask its server (deviceError, busy...): keep
+                # the last offer and say so; the camera itself is fine.
+                _LOGGER.warning("%s: firmware check failed: %s", info.model, err)
+                return state.evolve(error=f"check failed: {err}")
             # The capability document may claim support; the answer is the truth.
             _LOGGER.info(
                 "%s answers notSupport to the online version check: "

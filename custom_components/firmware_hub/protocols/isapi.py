@@ -116,7 +116,7 @@ def parse_xml(body: bytes | str) -> tuple[str, Any]:
             process_namespaces=False,
             postprocessor=_strip_namespace,
         )
-    except (ExpatError, ValueError, TypeError, LookupError) as err:
+    except (ExpatError, ValueError, TypeError, LookupError, RecursionError) as err:
         raise IsapiParseError(f"invalid XML: {err}") from err
     if not isinstance(doc, dict) or len(doc) != 1:
         raise IsapiParseError("XML document without a single root element")
@@ -128,7 +128,7 @@ def parse_json(body: bytes | str) -> dict[str, Any]:
     """Parse an ISAPI JSON document (`?format=json`) into a dict."""
     try:
         doc = json.loads(body)
-    except (ValueError, TypeError) as err:
+    except (ValueError, TypeError, RecursionError) as err:
         raise IsapiParseError(f"invalid JSON: {err}") from err
     if not isinstance(doc, dict):
         raise IsapiParseError("JSON document is not an object")
@@ -165,7 +165,7 @@ def _as_int(value: Any) -> int | None:
         return None
     try:
         return int(float(raw))
-    except ValueError:
+    except ValueError, OverflowError:  # not a number, NaN, infinity
         return None
 
 
@@ -278,7 +278,7 @@ class IsapiClient:
         self._password = password
         self._timeout = aiohttp.ClientTimeout(total=timeout)
         self._digest = _DeviceDigestAuth(username, password, self._base.origin())
-        self._basic: aiohttp.BasicAuth | None = None
+        self._basic: str | None = None  # Authorization header, once Basic is seen
 
     @property
     def base_url(self) -> str:
@@ -293,7 +293,7 @@ class IsapiClient:
         if data is not None:
             kwargs["data"] = data
         if self._basic is not None:
-            kwargs["auth"] = self._basic
+            kwargs["headers"] = {hdrs.AUTHORIZATION: self._basic}
         else:
             kwargs["middlewares"] = (self._digest,)
         try:
@@ -301,7 +301,9 @@ class IsapiClient:
                 if resp.status == 401:  # noqa: PLR2004
                     challenge = resp.headers.get(hdrs.WWW_AUTHENTICATE, "")
                     if self._basic is None and challenge.lower().startswith("basic"):
-                        self._basic = aiohttp.BasicAuth(self._username, self._password)
+                        self._basic = aiohttp.encode_basic_auth(
+                            self._username, self._password
+                        )
                         return await self._send(method, path, params, data)
                     raise IsapiAuthError(f"{method} {path}: credentials refused")
                 body = await resp.content.read(MAX_BODY_BYTES + 1)
@@ -329,64 +331,22 @@ class IsapiClient:
         HTTP error, or a body that is neither XML nor JSON raise typed errors.
         """
         status, content_type, body = await self._send(method, path, params, data)
-        stripped = body.lstrip()
-        if "json" in content_type or stripped.startswith(b"{"):
-            doc = parse_json(body)
-            if "statusCode" in doc and (
-                _as_int(doc.get("statusCode")) != 1 or status >= 300  # noqa: PLR2004
-            ):
-                raise _response_error(status, doc)
-            if status >= 300:  # noqa: PLR2004
-                raise IsapiHttpError(status)
-            return "", doc
-        if not stripped.startswith(b"<"):
-            if status >= 300:  # noqa: PLR2004
-                raise IsapiHttpError(status)
-            raise IsapiParseError(f"{method} {path}: not an XML or JSON body")
         try:
-            root, content = parse_xml(body)
-        except IsapiParseError:
-            if status >= 300:  # noqa: PLR2004
-                raise IsapiHttpError(status) from None
-            raise
-        check_response_status(status, root, content)
-        if status >= 300:  # noqa: PLR2004
-            raise IsapiHttpError(status)
-        return root, content
-
-    async def _get_document(self, path: str, expected_root: str) -> Mapping[str, Any]:
-        root, content = await self.request(hdrs.METH_GET, path)
-        if root != expected_root or not isinstance(content, Mapping):
-            raise IsapiParseError(
-                f"GET {path}: expected <{expected_root}>, got <{root}>"
-            )
-        return cast("Mapping[str, Any]", content)
+            return decode_response(status, content_type, body)
+        except IsapiParseError as err:
+            raise IsapiParseError(f"{method} {path}: {err}") from err
 
     async def _put_json(self, path: str) -> None:
         await self.request(hdrs.METH_PUT, path, params=_JSON, data=b"")
 
     async def get_device_info(self) -> DeviceInfo:
         """Read `/ISAPI/System/deviceInfo`."""
-        doc = await self._get_document(PATH_DEVICE_INFO, "DeviceInfo")
-        serial = text(doc.get("serialNumber"))
-        firmware = text(doc.get("firmwareVersion"))
-        if not serial or not firmware:
-            raise IsapiParseError("deviceInfo without serialNumber or firmwareVersion")
-        return DeviceInfo(
-            serial_number=serial,
-            model=text(doc.get("model")) or "Hikvision device",
-            name=text(doc.get("deviceName")) or text(doc.get("model")) or serial,
-            firmware_version=firmware,
-            firmware_build=text(doc.get("firmwareReleasedDate")) or None,
-            mac_address=text(doc.get("macAddress")) or None,
-            hardware_version=text(doc.get("hardwareVersion")) or None,
-            device_type=text(doc.get("deviceType")) or None,
-            raw=doc,
-        )
+        return parse_device_info(*await self.request(hdrs.METH_GET, PATH_DEVICE_INFO))
 
     async def get_upgrade_capabilities(self) -> Mapping[str, Any]:
         """Read the online-upgrade capability document."""
-        return await self._get_document(PATH_UPGRADE_CAPABILITIES, "OnlineUpgradeCap")
+        root, content = await self.request(hdrs.METH_GET, PATH_UPGRADE_CAPABILITIES)
+        return expect_document(root, content, "OnlineUpgradeCap")
 
     async def get_upgrade_server_connected(self) -> bool | None:
         """Return whether the device reaches its upgrade server (None: not said)."""
@@ -394,16 +354,9 @@ class IsapiClient:
         return _as_bool(find(content, "connectStatus"))
 
     async def get_upgrade_version(self) -> UpgradeVersion:
-        """Ask the device's upgrade server for the newest firmware.
-
-        No public capture of a successful answer exists, so the version and change
-        log are found by name at any depth, under every name seen in documents.
-        """
-        _root, content = await self.request(hdrs.METH_GET, PATH_UPGRADE_VERSION)
-        version = text(find(content, "newVersion", "firmwareVersion", "version"))
-        changelog = text(find(content, "changeLog", "changelog", "description"))
-        return UpgradeVersion(
-            version=version or None, changelog=changelog or None, raw=content
+        """Ask the device's upgrade server for the newest firmware."""
+        return parse_upgrade_version(
+            *await self.request(hdrs.METH_GET, PATH_UPGRADE_VERSION)
         )
 
     async def start_package_download(self) -> None:
@@ -412,15 +365,9 @@ class IsapiClient:
 
     async def get_download_status(self) -> TaskStatus:
         """Read the package download status."""
-        _root, doc = await self.request(
-            hdrs.METH_GET, PATH_DOWNLOAD_STATUS, params=_JSON
+        return parse_download_status(
+            *await self.request(hdrs.METH_GET, PATH_DOWNLOAD_STATUS, params=_JSON)
         )
-        status = find(doc, "DownloadPackageStatus")
-        fields = status if isinstance(status, Mapping) else doc
-        state = text(fields.get("status")) if isinstance(fields, Mapping) else None
-        if not state:
-            raise IsapiParseError("download status without a status")
-        return TaskStatus(state, _clamp(_as_int(fields.get("progress"))))
 
     async def start_upgrade(self) -> None:
         """Flash the downloaded package (`upgradeWithoutDownload`)."""
@@ -428,15 +375,103 @@ class IsapiClient:
 
     async def get_upgrade_status(self) -> TaskStatus:
         """Read the upgrade (flash) status."""
-        content = await self._get_document(PATH_UPGRADE_STATUS, "OnlineUpgradeStatus")
-        state = text(content.get("status"))
-        if not state:
-            raise IsapiParseError("upgrade status without a status")
-        return TaskStatus(state, _clamp(_as_int(content.get("percent"))))
+        return parse_upgrade_status(
+            *await self.request(hdrs.METH_GET, PATH_UPGRADE_STATUS)
+        )
 
     async def reboot(self) -> None:
         """Reboot the device."""
         await self.request(hdrs.METH_PUT, PATH_REBOOT, data=b"")
+
+
+def decode_response(status: int, content_type: str, body: bytes) -> tuple[str, Any]:
+    """Turn an HTTP answer into (root name, content), or raise a typed error.
+
+    JSON answers come back as ("", dict).
+    """
+    stripped = body.lstrip()
+    if "json" in content_type or stripped.startswith(b"{"):
+        doc = parse_json(body)
+        if "statusCode" in doc and (
+            _as_int(doc.get("statusCode")) != 1 or status >= 300  # noqa: PLR2004
+        ):
+            raise _response_error(status, doc)
+        if status >= 300:  # noqa: PLR2004
+            raise IsapiHttpError(status)
+        return "", doc
+    if not stripped.startswith(b"<"):
+        if status >= 300:  # noqa: PLR2004
+            raise IsapiHttpError(status)
+        raise IsapiParseError("not an XML or JSON body")
+    try:
+        root, content = parse_xml(body)
+    except IsapiParseError:
+        if status >= 300:  # noqa: PLR2004
+            raise IsapiHttpError(status) from None
+        raise
+    check_response_status(status, root, content)
+    if status >= 300:  # noqa: PLR2004
+        raise IsapiHttpError(status)
+    return root, content
+
+
+def expect_document(root: str, content: Any, expected: str) -> Mapping[str, Any]:
+    """Return `content` if it is an `<expected>` element with children."""
+    if root != expected or not isinstance(content, Mapping):
+        raise IsapiParseError(f"expected <{expected}>, got <{root or 'JSON'}>")
+    return cast("Mapping[str, Any]", content)
+
+
+def parse_device_info(root: str, content: Any) -> DeviceInfo:
+    """Read a `DeviceInfo` document."""
+    doc = expect_document(root, content, "DeviceInfo")
+    serial = text(doc.get("serialNumber"))
+    firmware = text(doc.get("firmwareVersion"))
+    if not serial or not firmware:
+        raise IsapiParseError("deviceInfo without serialNumber or firmwareVersion")
+    return DeviceInfo(
+        serial_number=serial,
+        model=text(doc.get("model")) or "Hikvision device",
+        name=text(doc.get("deviceName")) or text(doc.get("model")) or serial,
+        firmware_version=firmware,
+        firmware_build=text(doc.get("firmwareReleasedDate")) or None,
+        mac_address=text(doc.get("macAddress")) or None,
+        hardware_version=text(doc.get("hardwareVersion")) or None,
+        device_type=text(doc.get("deviceType")) or None,
+        raw=doc,
+    )
+
+
+def parse_upgrade_version(_root: str, content: Any) -> UpgradeVersion:
+    """Read the online version check's answer.
+
+    No public capture of a successful answer exists, so the version and change log
+    are found by name at any depth, under every name seen in documents.
+    """
+    version = text(find(content, "newVersion", "firmwareVersion", "version"))
+    changelog = text(find(content, "changeLog", "changelog", "description"))
+    return UpgradeVersion(
+        version=version or None, changelog=changelog or None, raw=content
+    )
+
+
+def parse_download_status(_root: str, content: Any) -> TaskStatus:
+    """Read a `DownloadPackageStatus` (JSON) document."""
+    status = find(content, "DownloadPackageStatus")
+    fields = status if isinstance(status, Mapping) else content
+    state = text(fields.get("status")) if isinstance(fields, Mapping) else None
+    if not state:
+        raise IsapiParseError("download status without a status")
+    return TaskStatus(state, _clamp(_as_int(fields.get("progress"))))
+
+
+def parse_upgrade_status(root: str, content: Any) -> TaskStatus:
+    """Read an `OnlineUpgradeStatus` document."""
+    doc = expect_document(root, content, "OnlineUpgradeStatus")
+    state = text(doc.get("status"))
+    if not state:
+        raise IsapiParseError("upgrade status without a status")
+    return TaskStatus(state, _clamp(_as_int(doc.get("percent"))))
 
 
 def _clamp(value: int | None) -> int:

@@ -1,0 +1,128 @@
+"""Hikvision backend: version comparison and install edge cases."""
+
+from __future__ import annotations
+
+import asyncio
+
+from homeassistant.core import HomeAssistant
+from homeassistant.exceptions import HomeAssistantError
+import pytest
+
+from custom_components.firmware_hub.backends.hikvision import (
+    is_newer,
+    parse_version,
+    same_version,
+)
+
+from .helpers import hikvision_entry, setup_entry
+from .simulators.isapi import IsapiCameraSimulator, OnlineUpgrade
+
+
+@pytest.mark.parametrize(
+    ("first", "second", "same"),
+    [
+        ("V5.7.18", "V5.7.18 build 240826", True),
+        ("V5.7.18 build 240826", "5.7.18_build240826", True),
+        ("V5.7.18 build 240826", "V5.7.18 build 240901", False),
+        ("V5.7.18", "V5.7.19", False),
+        ("custom-fw", "CUSTOM-FW ", True),
+        ("custom-fw", "V5.7.18", False),
+    ],
+)
+def test_same_version(first: str, second: str, same: bool) -> None:
+    """Versions compare by numbers, and by build only when both have one."""
+    assert same_version(first, second) is same
+    assert same_version(second, first) is same
+
+
+@pytest.mark.parametrize(
+    ("offer", "installed", "newer"),
+    [
+        ("V5.7.20 build 250110", "V5.7.18 build 240826", True),
+        ("V5.7.18 build 240901", "V5.7.18 build 240826", True),
+        ("V5.7.18 build 240826", "V5.7.18", False),
+        ("V5.7.9", "V5.7.18", False),
+        ("V4.62.210", "V5.0.0", False),
+        ("beta", "V5.7.18", True),
+        ("V5.7.18", "V5.7.18", False),
+    ],
+)
+def test_is_newer(offer: str, installed: str, newer: bool) -> None:
+    """An offer is newer by numbers, then by build; unparsable ones when different."""
+    assert is_newer(offer, installed) is newer
+
+
+def test_parse_version() -> None:
+    """Numbers and build are found wherever the vendor puts them."""
+    parsed = parse_version("V5.7.18 build 240826")
+    assert parsed is not None
+    assert parsed.numbers == (5, 7, 18)
+    assert parsed.build == "240826"
+    assert parse_version("no digits") is None
+
+
+async def test_install_on_unsupported_camera_refused(
+    hass: HomeAssistant, camera: IsapiCameraSimulator
+) -> None:
+    """An unsupported camera never gets a download request."""
+    camera.online_upgrade = OnlineUpgrade.NOT_SUPPORTED
+    entry = hikvision_entry(camera)
+    await setup_entry(hass, entry)
+    with pytest.raises(HomeAssistantError) as err:
+        await entry.runtime_data.coordinator.async_install(None)
+    assert err.value.translation_key == "not_supported"
+    assert camera.count("PUT", "/ISAPI/System/onlineUpgrade/downloadPackage") == 0
+
+
+async def test_camera_busy_while_downloading(
+    hass: HomeAssistant, camera: IsapiCameraSimulator
+) -> None:
+    """A short outage during the download is waited out; a long one fails safely."""
+    entry = hikvision_entry(camera)
+    await setup_entry(hass, entry)
+    coordinator = entry.runtime_data.coordinator
+    camera.download_steps = 1_000_000
+    task = hass.async_create_task(coordinator.async_install(None))
+    while camera.download_status != "downloading":
+        await asyncio.sleep(0.01)
+    await camera.go_offline()
+    await asyncio.sleep(0.03)  # a few refused polls
+    await camera.go_online()
+    camera.download_steps = 1
+    await task
+    assert camera.firmware_version == "V5.7.20"
+    assert not camera.upgrade_before_download_finished
+
+    camera.offer_version = "V5.7.21 build 250601"
+    await coordinator.async_check()
+    camera.download_steps = 1_000_000
+    task = hass.async_create_task(coordinator.async_install(None))
+    while camera.download_status != "downloading":
+        await asyncio.sleep(0.01)
+    await camera.go_offline()
+    with pytest.raises(HomeAssistantError) as err:
+        await task
+    assert err.value.translation_key == "device_lost"
+    assert (
+        camera.count("PUT", "/ISAPI/System/onlineUpgrade/upgradeWithoutDownload") == 1
+    )
+
+
+async def test_password_changed_during_install(
+    hass: HomeAssistant, camera: IsapiCameraSimulator
+) -> None:
+    """Credentials refused mid-install stop it before flashing, with a clear error."""
+    entry = hikvision_entry(camera)
+    await setup_entry(hass, entry)
+    coordinator = entry.runtime_data.coordinator
+    camera.download_steps = 1_000_000
+    task = hass.async_create_task(coordinator.async_install(None))
+    while camera.download_status != "downloading":
+        await asyncio.sleep(0.01)
+    camera.password = "changed"
+    with pytest.raises(HomeAssistantError) as err:
+        await task
+    assert err.value.translation_key == "install_auth_failed"
+    assert (
+        camera.count("PUT", "/ISAPI/System/onlineUpgrade/upgradeWithoutDownload") == 0
+    )

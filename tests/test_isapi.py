@@ -1,0 +1,393 @@
+"""The ISAPI protocol layer: parsing, typed errors, authentication schemes."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncGenerator
+import json
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+from aiohttp import web
+from hypothesis import HealthCheck, given, settings, strategies as st
+import pytest
+
+from custom_components.firmware_hub.protocols import isapi
+from custom_components.firmware_hub.protocols.isapi import (
+    IsapiAuthError,
+    IsapiClient,
+    IsapiConnectionError,
+    IsapiError,
+    IsapiHttpError,
+    IsapiNotSupportedError,
+    IsapiParseError,
+    IsapiResponseError,
+    IsapiTimeoutError,
+    decode_response,
+    parse_device_info,
+)
+
+from .simulators.isapi import IsapiCameraSimulator
+
+FIXTURES = Path(__file__).parent / "fixtures" / "hikvision"
+IPC = (FIXTURES / "DS-2CD2346G2-ISU" / "deviceInfo.xml").read_bytes()
+NVR = (FIXTURES / "DS-7608NXI-I2" / "deviceInfo.xml").read_bytes()
+
+NOT_SUPPORT = b"""<?xml version="1.0" encoding="UTF-8"?>
+<ResponseStatus version="2.0" xmlns="http://www.hikvision.com/ver20/XMLSchema">
+<statusCode>4</statusCode>
+<statusString>Invalid Operation</statusString>
+<subStatusCode>notSupport</subStatusCode>
+<description>SW_ONLINE_UPGRADE_SUP not support.</description>
+</ResponseStatus>"""
+
+BILLION_LAUGHS = b"""<?xml version="1.0"?>
+<!DOCTYPE lolz [<!ENTITY lol "lol"><!ENTITY lol2 "&lol;&lol;&lol;&lol;&lol;">]>
+<DeviceInfo><serialNumber>&lol2;</serialNumber></DeviceInfo>"""
+
+
+def test_namespaces_parse_alike() -> None:
+    """hikvision.com, isapi.org and prefixed documents give the same content."""
+    ipc = parse_device_info(*decode_response(200, "application/xml", IPC))
+    nvr = parse_device_info(*decode_response(200, "application/xml", NVR))
+    assert ipc.model == "DS-2CD2346G2-ISU/SL"
+    assert ipc.full_version == "V5.7.18 build 240826"
+    assert nvr.model == "DS-7608NXI-I2/8P/S"
+    assert nvr.device_type == "NVR"
+    prefixed = (
+        b'<hik:DeviceInfo xmlns:hik="http://www.isapi.org/ver20/XMLSchema">'
+        b"<hik:serialNumber>S1</hik:serialNumber>"
+        b"<hik:firmwareVersion>V1.0</hik:firmwareVersion></hik:DeviceInfo>"
+    )
+    info = parse_device_info(*decode_response(200, "application/xml", prefixed))
+    assert (info.serial_number, info.firmware_version, info.firmware_build) == (
+        "S1",
+        "V1.0",
+        None,
+    )
+
+
+def test_entities_are_never_expanded() -> None:
+    """A document declaring entities is refused, not expanded."""
+    with pytest.raises(IsapiParseError):
+        decode_response(200, "application/xml", BILLION_LAUGHS)
+
+
+def test_response_status_errors() -> None:
+    """NotSupport is its own error; other statuses carry their codes."""
+    with pytest.raises(IsapiNotSupportedError) as err:
+        decode_response(403, "application/xml", NOT_SUPPORT)
+    assert err.value.status_code == 4
+    assert err.value.description == "SW_ONLINE_UPGRADE_SUP not support."
+    bad_xml = NOT_SUPPORT.replace(b">4<", b">6<").replace(
+        b"notSupport", b"badXmlContent"
+    )
+    with pytest.raises(IsapiResponseError) as err2:
+        decode_response(400, "application/xml", bad_xml)
+    assert not isinstance(err2.value, IsapiNotSupportedError)
+    assert (err2.value.status_code, err2.value.sub_status_code) == (6, "badXmlContent")
+    ok = NOT_SUPPORT.replace(b">4<", b">1<").replace(b"notSupport", b"ok")
+    assert decode_response(200, "application/xml", ok)[0] == "ResponseStatus"
+
+
+def test_json_errors() -> None:
+    """JSON answers: ok, an error status, an HTTP error without status."""
+    ok = json.dumps({"statusCode": 1, "statusString": "ok"}).encode()
+    assert decode_response(200, "application/json", ok) == (
+        "",
+        {"statusCode": 1, "statusString": "ok"},
+    )
+    error = json.dumps(
+        {
+            "statusCode": 4,
+            "statusString": "Invalid Operation",
+            "subStatusCode": "notSupport",
+            "errorCode": 1073741825,
+            "errorMsg": "notSupport",
+        }
+    ).encode()
+    with pytest.raises(IsapiNotSupportedError) as err:
+        decode_response(200, "application/json", error)
+    assert err.value.description == "notSupport"
+    with pytest.raises(IsapiHttpError) as http:
+        decode_response(500, "application/json", b"{}")
+    assert http.value.status == 500
+    with pytest.raises(IsapiParseError):
+        decode_response(200, "application/json", b"[1, 2]")
+
+
+def test_http_errors_without_documents() -> None:
+    """An HTML error page is an HTTP error; an HTML 200 is not ISAPI."""
+    with pytest.raises(IsapiHttpError):
+        decode_response(404, "text/html", b"<html>Document Error: Not Found</html")
+    with pytest.raises(IsapiHttpError):
+        decode_response(502, "text/plain", b"Bad gateway")
+    with pytest.raises(IsapiParseError):
+        decode_response(200, "text/plain", b"hello")
+    with pytest.raises(IsapiHttpError):
+        decode_response(404, "application/xml", b"<DeviceInfo/>")
+
+
+def test_parsers_on_wrong_documents() -> None:
+    """Documents of the wrong kind or without the key fields are typed errors."""
+    with pytest.raises(IsapiParseError):
+        isapi.parse_device_info("OnlineUpgradeStatus", {"status": "x"})
+    with pytest.raises(IsapiParseError):
+        isapi.parse_device_info("DeviceInfo", {"model": "no serial"})
+    with pytest.raises(IsapiParseError):
+        isapi.parse_upgrade_status("OnlineUpgradeStatus", {"percent": "5"})
+    with pytest.raises(IsapiParseError):
+        isapi.parse_upgrade_status("", {"status": "upgrading"})
+    with pytest.raises(IsapiParseError):
+        isapi.parse_download_status("", {"DownloadPackageStatus": {"progress": 5}})
+    assert isapi.parse_download_status(
+        "", {"DownloadPackageStatus": {"status": "downloading", "progress": "250"}}
+    ) == isapi.TaskStatus("downloading", 100)
+    assert isapi.parse_upgrade_status(
+        "OnlineUpgradeStatus", {"status": "upgrading", "percent": "1e999"}
+    ) == isapi.TaskStatus("upgrading", 0)
+    assert isapi.parse_upgrade_version("OnlineUpgradeVersion", None).version is None
+
+
+def _mutations(seed: bytes) -> st.SearchStrategy[bytes]:
+    """Real documents with bytes flipped, cut, duplicated or inserted."""
+
+    @st.composite
+    def mutate(draw: st.DrawFn) -> bytes:
+        data = bytearray(seed)
+        for _ in range(draw(st.integers(1, 6))):
+            if not data:
+                break
+            pos = draw(st.integers(0, len(data) - 1))
+            action = draw(st.sampled_from(["flip", "cut", "insert", "truncate", "dup"]))
+            if action == "flip":
+                data[pos] = draw(st.integers(0, 255))
+            elif action == "cut":
+                del data[pos : pos + draw(st.integers(1, 40))]
+            elif action == "insert":
+                data[pos:pos] = draw(
+                    st.sampled_from(
+                        [
+                            b"<",
+                            b">",
+                            b"&",
+                            b"&amp;",
+                            b"<!--",
+                            b"]]>",
+                            b"\x00",
+                            b"\xff\xfe",
+                        ]
+                    )
+                )
+            elif action == "truncate":
+                del data[pos:]
+            else:
+                data[pos:pos] = data[pos : pos + draw(st.integers(1, 80))]
+        return bytes(data)
+
+    return mutate()
+
+
+_json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=20),
+    lambda children: (
+        st.lists(children, max_size=4)
+        | st.dictionaries(
+            st.sampled_from(
+                [
+                    "status",
+                    "progress",
+                    "statusCode",
+                    "subStatusCode",
+                    "DownloadPackageStatus",
+                    "x",
+                ]
+            ),
+            children,
+            max_size=4,
+        )
+    ),
+    max_leaves=12,
+)
+
+GARBLED = st.one_of(
+    st.binary(max_size=300),
+    st.text(max_size=300).map(str.encode),
+    _mutations(IPC),
+    _mutations(NVR),
+    _mutations(NOT_SUPPORT),
+    _json_values.map(lambda value: json.dumps(value).encode()),
+    st.just(b"[" * 100_000),
+    st.just(b"<a>" * 50_000),
+    st.just(b'{"statusCode": 1e999, "status": "x", "progress": NaN}'),
+)
+
+
+@settings(
+    max_examples=600,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+@given(
+    body=GARBLED,
+    status=st.sampled_from([200, 200, 400, 401, 403, 404, 500]),
+    content_type=st.sampled_from(
+        ["application/xml", "application/json", "text/html", ""]
+    ),
+)
+def test_garbled_bodies_give_only_typed_errors(
+    body: bytes, status: int, content_type: str
+) -> None:
+    """Whatever a device sends, the protocol layer raises only IsapiError."""
+    try:
+        root, content = decode_response(status, content_type, body)
+    except IsapiError:
+        return
+    for parse in (
+        isapi.parse_device_info,
+        isapi.parse_upgrade_version,
+        isapi.parse_download_status,
+        isapi.parse_upgrade_status,
+    ):
+        try:
+            parse(root, content)
+        except IsapiError:
+            continue
+
+
+# --------------------------------------------------------------- over the network
+
+
+@pytest.fixture
+async def session(socket_enabled: None) -> AsyncGenerator[aiohttp.ClientSession]:
+    """A plain aiohttp session, as Home Assistant's shared one."""
+    async with aiohttp.ClientSession() as client_session:
+        yield client_session
+
+
+def _client(
+    session: aiohttp.ClientSession, sim: IsapiCameraSimulator, **kwargs: Any
+) -> IsapiClient:
+    options: dict[str, Any] = {
+        "host": sim.host,
+        "port": sim.port,
+        "ssl": False,
+        "username": "admin",
+        "password": sim.password,
+    }
+    options.update(kwargs)
+    return IsapiClient(session, **options)
+
+
+async def test_digest_nonce_is_reused(
+    session: aiohttp.ClientSession, socket_enabled: None
+) -> None:
+    """Against the NVR's domain="::" challenge, only the first request pays a 401."""
+    nvr = IsapiCameraSimulator(device="DS-7608NXI-I2")
+    await nvr.start()
+    try:
+        client = _client(session, nvr)
+        for _ in range(10):
+            info = await client.get_device_info()
+        assert info.model == "DS-7608NXI-I2/8P/S"
+        assert nvr.unauthorized_count == 1
+        assert nvr.request_count == 11
+        # A reboot invalidates the nonce: one new challenge, answered, no error.
+        await nvr.reboot()
+        await nvr.wait_online()
+        await client.get_device_info()
+        assert nvr.unauthorized_count == 2
+    finally:
+        await nvr.stop()
+
+
+async def test_basic_auth_device(
+    session: aiohttp.ClientSession, socket_enabled: None
+) -> None:
+    """A device that challenges with Basic gets Basic."""
+    sim = IsapiCameraSimulator(auth_scheme="basic")
+    await sim.start()
+    try:
+        client = _client(session, sim)
+        assert (await client.get_device_info()).firmware_version == "V5.7.18"
+        assert (await client.get_upgrade_version()).version == "V5.7.20 build 250110"
+        with pytest.raises(IsapiAuthError):
+            await _client(session, sim, password="wrong").get_device_info()
+    finally:
+        await sim.stop()
+
+
+async def test_wrong_password(
+    session: aiohttp.ClientSession, camera: IsapiCameraSimulator
+) -> None:
+    """Refused credentials raise IsapiAuthError after one retry, not a loop."""
+    with pytest.raises(IsapiAuthError):
+        await _client(session, camera, password="wrong").get_device_info()
+    assert camera.unauthorized_count == 2
+
+
+async def test_connection_errors(
+    session: aiohttp.ClientSession, camera: IsapiCameraSimulator
+) -> None:
+    """Refused connections and silent servers raise connection/timeout errors."""
+    client = _client(session, camera)
+    await camera.go_offline()
+    with pytest.raises(IsapiConnectionError):
+        await client.get_device_info()
+
+    async def slow(_request: web.Request) -> web.Response:
+        await asyncio.sleep(5)
+        return web.Response()
+
+    app = web.Application()
+    app.router.add_get("/{tail:.*}", slow)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    try:
+        port = runner.addresses[0][1]
+        silent = IsapiClient(
+            session,
+            host="127.0.0.1",
+            port=port,
+            ssl=False,
+            username="a",
+            password="b",
+            timeout=0.2,
+        )
+        with pytest.raises(IsapiTimeoutError):
+            await silent.get_device_info()
+        assert silent.base_url == f"http://127.0.0.1:{port}"
+    finally:
+        await runner.cleanup()
+
+
+async def test_oversized_body(
+    session: aiohttp.ClientSession, socket_enabled: None
+) -> None:
+    """A body larger than any ISAPI document is refused, not buffered."""
+
+    async def huge(_request: web.Request) -> web.Response:
+        return web.Response(body=b"<a>" + b"x" * (isapi.MAX_BODY_BYTES + 10) + b"</a>")
+
+    app = web.Application()
+    app.router.add_get("/{tail:.*}", huge)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    try:
+        client = IsapiClient(
+            session,
+            host="127.0.0.1",
+            port=runner.addresses[0][1],
+            ssl=False,
+            username="a",
+            password="b",
+        )
+        with pytest.raises(IsapiParseError):
+            await client.get_device_info()
+    finally:
+        await runner.cleanup()
