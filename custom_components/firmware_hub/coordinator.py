@@ -101,6 +101,8 @@ class FirmwareCoordinator(DataUpdateCoordinator[FirmwareState]):
             config_entry=entry,
             name=f"{DOMAIN} {entry.title}",
             update_interval=POLL_INTERVAL,
+            # FirmwareState compares by value: an unchanged poll writes no state.
+            always_update=False,
         )
         self.backend = backend
         self.identity = identity

@@ -279,6 +279,9 @@ class IsapiClient:
         self._timeout = aiohttp.ClientTimeout(total=timeout)
         self._digest = _DeviceDigestAuth(username, password, self._base.origin())
         self._basic: str | None = None  # Authorization header, once Basic is seen
+        # The last answer per GET request: (body, decoded). Parsed documents are
+        # never mutated, so an identical body can reuse its decoded form.
+        self._last_answer: dict[tuple[str, str, int, str], tuple[bytes, Any]] = {}
 
     @property
     def base_url(self) -> str:
@@ -331,10 +334,18 @@ class IsapiClient:
         HTTP error, or a body that is neither XML nor JSON raise typed errors.
         """
         status, content_type, body = await self._send(method, path, params, data)
+        key = (method, path, status, content_type)
+        cached = self._last_answer.get(key)
+        if cached is not None and cached[0] == body:
+            # Polling returns the same document most of the time: parse it once.
+            return cached[1]
         try:
-            return decode_response(status, content_type, body)
+            answer = decode_response(status, content_type, body)
         except IsapiParseError as err:
             raise IsapiParseError(f"{method} {path}: {err}") from err
+        if method == hdrs.METH_GET:
+            self._last_answer[key] = (body, answer)
+        return answer
 
     async def _put_json(self, path: str) -> None:
         await self.request(hdrs.METH_PUT, path, params=_JSON, data=b"")
