@@ -11,10 +11,10 @@ benchmark is not a test: a missed target is printed as MISS in the summary table
 only a breakage (an entry that does not load, a refresh that fails) fails the run.
 
 1. Requests per steady-state refresh of one camera: ``coordinator.async_refresh()``
-   (GET deviceInfo + GET onlineUpgrade/server; the firmware check runs only every
-   ``check_interval_minutes``), counted on the simulator after setup and one warm-up
+   (one GET deviceInfo; the upgrade-server status and the firmware check run only
+   every ``check_interval_minutes``), counted on the simulator after setup and one warm-up
    refresh, averaged over ``REFRESHES`` refreshes. Against it, a NAIVE client does
-   the same two GETs with aiohttp's stock ``DigestAuthMiddleware``: once shared by
+   the same GET with aiohttp's stock ``DigestAuthMiddleware``: once shared by
    all requests (it meets the NVR's ``domain="::"`` challenge, which matches no URL,
    so it never sends credentials up front), once created anew for every request.
 
@@ -391,7 +391,6 @@ async def client_only_rounds(farm: Farm) -> list[Timing]:
 
         async def one(client: IsapiClient) -> None:
             await client.get_device_info()
-            await client.get_upgrade_server_connected()
 
         async def gathered() -> None:
             await asyncio.gather(*(one(client) for client in clients))

@@ -121,6 +121,7 @@ async def test_install_end_to_end(
         "downloading",
         "installing",
         "rebooting",
+        "verifying",
         "idle",
     ]
     assert max(int(v) for v in recorder.values(PROGRESS)) >= 90
@@ -365,10 +366,13 @@ async def test_polling_during_install_leaves_the_camera_alone(
 async def test_nothing_to_install(
     hass: HomeAssistant, camera: IsapiCameraSimulator
 ) -> None:
-    """Installing with no offer, or on an unsupported camera, is refused."""
+    """Installing with no offer is refused: nothing sent, no failure reported."""
     camera.offer_version = None
     entry = await _entry(hass, camera)
+    finished = async_capture_events(hass, EVENT_UPGRADE_FINISHED)
     with pytest.raises(HomeAssistantError) as err:
         await entry.runtime_data.coordinator.async_install(None)
     assert err.value.translation_key == "no_update"
+    assert finished == []
+    assert hass.states.get(STATUS).state == "idle"
     assert camera.count("PUT", "/ISAPI/System/onlineUpgrade/downloadPackage") == 0

@@ -391,3 +391,21 @@ async def test_oversized_body(
             await client.get_device_info()
     finally:
         await runner.cleanup()
+
+
+async def test_expired_nonce_is_renewed(
+    session: aiohttp.ClientSession, socket_enabled: None
+) -> None:
+    """An expired nonce gets a stale=TRUE challenge, answered once, no auth error."""
+    sim = IsapiCameraSimulator(nonce_lifetime=0.05)
+    await sim.start()
+    try:
+        client = _client(session, sim)
+        await client.get_device_info()
+        await asyncio.sleep(0.1)
+        sim.reset_stats()
+        await client.get_device_info()
+        assert sim.unauthorized_count == 1
+        assert sim.request_count == 2
+    finally:
+        await sim.stop()

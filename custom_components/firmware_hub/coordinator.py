@@ -30,7 +30,13 @@ from homeassistant.helpers.aiohttp_client import async_get_clientsession
 from homeassistant.helpers.update_coordinator import DataUpdateCoordinator, UpdateFailed
 from homeassistant.util import dt as dt_util
 
-from .backends.base import BackendError, DeviceAuthError, FirmwareBackend, InstallError
+from .backends.base import (
+    BackendError,
+    DeviceAuthError,
+    FirmwareBackend,
+    InstallError,
+    InstallRefusedError,
+)
 from .backends.hikvision import HikvisionBackend
 from .const import (
     CONF_CHECK_INTERVAL,
@@ -166,6 +172,9 @@ class FirmwareCoordinator(DataUpdateCoordinator[FirmwareState]):
                 final = await self.backend.async_install(
                     version, self.async_set_updated_data
                 )
+            except InstallRefusedError as err:
+                # Nothing was sent to the device: no failure to report.
+                raise translated_error(err) from err
             except InstallError as err:
                 self.async_set_updated_data(self.backend.state)
                 self._fire_finished(target, success=False, error=err.key)

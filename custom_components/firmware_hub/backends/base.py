@@ -50,6 +50,10 @@ class InstallError(BackendError):
         self.key = key
 
 
+class InstallRefusedError(InstallError):
+    """An install refused before anything was sent to the device."""
+
+
 class FirmwareBackend(ABC):
     """One device's firmware lifecycle over its protocol."""
 

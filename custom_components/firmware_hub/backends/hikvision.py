@@ -43,6 +43,7 @@ from .base import (
     DeviceResponseError,
     FirmwareBackend,
     InstallError,
+    InstallRefusedError,
     Publish,
 )
 
@@ -58,11 +59,13 @@ UPGRADE_SUCCESSFUL: Final = "successful"
 UPGRADE_RUNNING: Final = frozenset({"upgrading", "waitManualTrigger"})
 UPGRADE_IDLE: Final = "notUpgrade"
 
-# Progress shown while installing: download 0-45 %, flash 45-90 %, reboot 90-99 %.
+# Progress shown while installing: download 0-45 %, flash 45-90 %, reboot 90-95 %,
+# verification 99 %.
 _DOWNLOAD_SPAN: Final = (0, 45)
 _FLASH_SPAN: Final = (45, 90)
 _REBOOT_START: Final = 90
 _REBOOT_DOWN: Final = 95
+_VERIFY: Final = 99
 
 _NUMBERS = re.compile(r"(\d+(?:\.\d+)*)")
 _BUILD = re.compile(r"build\s*(\d+)", re.IGNORECASE)
@@ -321,11 +324,13 @@ class HikvisionBackend(FirmwareBackend):
     def _install_target(self, version: str | None) -> str:
         state = self._state
         if not self._online_upgrade or state.phase is Phase.UNSUPPORTED:
-            raise InstallError("not_supported", "the device has no online upgrade")
+            raise InstallRefusedError(
+                "not_supported", "the device has no online upgrade"
+            )
         if not state.update_available or state.latest_version is None:
-            raise InstallError("no_update", "no newer firmware is offered")
+            raise InstallRefusedError("no_update", "no newer firmware is offered")
         if version is not None and not same_version(version, state.latest_version):
-            raise InstallError(
+            raise InstallRefusedError(
                 "version_not_offered",
                 f"version {version} is not offered",
                 version=version,
@@ -430,6 +435,8 @@ class HikvisionBackend(FirmwareBackend):
                     went_down = True
                     step.publish(progress=_REBOOT_DOWN)
                 return None
+            if went_down:
+                step.publish(phase=Phase.VERIFYING, progress=_VERIFY)
             if same_version(info.full_version, target):
                 return info
             if went_down:

@@ -281,7 +281,9 @@ class IsapiClient:
         self._basic: str | None = None  # Authorization header, once Basic is seen
         # The last answer per GET request: (body, decoded). Parsed documents are
         # never mutated, so an identical body can reuse its decoded form.
-        self._last_answer: dict[tuple[str, str, int, str], tuple[bytes, Any]] = {}
+        self._last_answer: dict[
+            tuple[str, str, str, int, str], tuple[bytes, tuple[str, Any]]
+        ] = {}
 
     @property
     def base_url(self) -> str:
@@ -334,7 +336,7 @@ class IsapiClient:
         HTTP error, or a body that is neither XML nor JSON raise typed errors.
         """
         status, content_type, body = await self._send(method, path, params, data)
-        key = (method, path, status, content_type)
+        key = (method, path, str(sorted((params or {}).items())), status, content_type)
         cached = self._last_answer.get(key)
         if cached is not None and cached[0] == body:
             # Polling returns the same document most of the time: parse it once.
