@@ -409,3 +409,39 @@ async def test_expired_nonce_is_renewed(
         assert sim.request_count == 2
     finally:
         await sim.stop()
+
+
+async def test_body_arriving_in_pieces(
+    session: aiohttp.ClientSession, socket_enabled: None
+) -> None:
+    """A document sent in several TCP writes is read whole, not cut at the first."""
+
+    async def trickle(request: web.Request) -> web.StreamResponse:
+        response = web.StreamResponse(headers={"Content-Type": "application/xml"})
+        await response.prepare(request)
+        for start in range(0, len(NVR), 200):
+            await response.write(NVR[start : start + 200])
+            await asyncio.sleep(0.01)
+        await response.write_eof()
+        return response
+
+    app = web.Application()
+    app.router.add_get("/{tail:.*}", trickle)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    try:
+        client = IsapiClient(
+            session,
+            host="127.0.0.1",
+            port=runner.addresses[0][1],
+            ssl=False,
+            username="a",
+            password="b",
+        )
+        info = await client.get_device_info()
+        assert info.model == "DS-7608NXI-I2/8P/S"
+        assert info.device_type == "NVR"
+    finally:
+        await runner.cleanup()

@@ -311,8 +311,8 @@ class IsapiClient:
                         )
                         return await self._send(method, path, params, data)
                     raise IsapiAuthError(f"{method} {path}: credentials refused")
-                body = await resp.content.read(MAX_BODY_BYTES + 1)
-                if len(body) > MAX_BODY_BYTES:
+                body = await _read_body(resp)
+                if body is None:
                     raise IsapiParseError(f"{method} {path}: body too large")
                 return resp.status, resp.headers.get(hdrs.CONTENT_TYPE, ""), body
         except TimeoutError as err:
@@ -395,6 +395,18 @@ class IsapiClient:
     async def reboot(self) -> None:
         """Reboot the device."""
         await self.request(hdrs.METH_PUT, PATH_REBOOT, data=b"")
+
+
+async def _read_body(resp: aiohttp.ClientResponse) -> bytes | None:
+    """Read the whole body, or return None once it exceeds `MAX_BODY_BYTES`."""
+    parts: list[bytes] = []
+    size = 0
+    async for data in resp.content.iter_any():
+        size += len(data)
+        if size > MAX_BODY_BYTES:
+            return None
+        parts.append(data)
+    return b"".join(parts)
 
 
 def decode_response(status: int, content_type: str, body: bytes) -> tuple[str, Any]:
