@@ -178,7 +178,7 @@ async def test_already_configured_updates_address(
     assert entry.data[CONF_HOST] == camera.host
 
 
-@pytest.mark.parametrize("kind", ["onvif", "enos", "miling"])
+@pytest.mark.parametrize("kind", ["onvif", "enos"])
 async def test_kinds_of_later_versions(hass: HomeAssistant, kind: str) -> None:
     """Kinds this version does not support yet say so instead of failing."""
     result = await hass.config_entries.flow.async_init(

@@ -14,6 +14,7 @@ from homeassistant.const import EntityCategory
 from homeassistant.core import HomeAssistant
 from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
 
+from .backends.bridge import BridgeBackend
 from .const import Kind
 from .coordinator import FirmwareCoordinator, FirmwareHubConfigEntry
 from .entity import FirmwareHubEntity
@@ -41,6 +42,14 @@ BINARY_SENSORS: tuple[FirmwareBinarySensorEntityDescription, ...] = (
             coordinator.kind is Kind.HIKVISION
             and bool(coordinator.data.details.get("online_upgrade"))
         ),
+    ),
+    FirmwareBinarySensorEntityDescription(
+        key="cloud_connection",
+        translation_key="cloud_connection",
+        device_class=BinarySensorDeviceClass.CONNECTIVITY,
+        entity_category=EntityCategory.DIAGNOSTIC,
+        detail="cloud_connected",
+        exists_fn=lambda coordinator: isinstance(coordinator.backend, BridgeBackend),
     ),
 )
 

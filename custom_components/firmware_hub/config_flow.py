@@ -30,12 +30,26 @@ from homeassistant.helpers.selector import (
 import probatio as vol
 
 from .backends.base import DeviceAuthError, DeviceConnectionError, DeviceResponseError
+from .backends.miling import RegistrationRefusedError
 from .const import (
+    CONF_AUTO_DOWNLOAD,
     CONF_CHECK_INTERVAL,
+    CONF_DEVICE_ID,
+    CONF_DEVICE_TYPE,
+    CONF_HANDOFF_TIMEOUT,
+    CONF_HTTP_PORT,
     CONF_KIND,
+    CONF_MAX_PACKAGE_MB,
+    CONF_PROG_VERSION,
+    CONF_WS_PORT,
+    DEFAULT_AUTO_DOWNLOAD,
     DEFAULT_CHECK_INTERVAL,
+    DEFAULT_HANDOFF_TIMEOUT,
     DEFAULT_HIKVISION_PORT,
     DEFAULT_HIKVISION_USERNAME,
+    DEFAULT_MAX_PACKAGE_MB,
+    DEFAULT_MILING_HTTP_PORT,
+    DEFAULT_MILING_WS_PORT,
     DOMAIN,
     LOGGER,
     MAX_CHECK_INTERVAL,
@@ -65,6 +79,23 @@ CREDENTIALS_SCHEMA = vol.Schema(
         vol.Required(CONF_PASSWORD): _PASSWORD,
     }
 )
+
+MILING_SCHEMA = vol.Schema(
+    {
+        vol.Required(CONF_HOST): str,
+        vol.Required(CONF_WS_PORT, default=DEFAULT_MILING_WS_PORT): _PORT,
+        vol.Required(CONF_HTTP_PORT, default=DEFAULT_MILING_HTTP_PORT): _PORT,
+        vol.Required(CONF_DEVICE_ID): str,
+        vol.Required(CONF_DEVICE_TYPE): str,
+        vol.Required(CONF_PROG_VERSION): str,
+        vol.Required(CONF_MAX_PACKAGE_MB, default=DEFAULT_MAX_PACKAGE_MB): vol.All(
+            vol.Coerce(int), vol.Range(min=1, max=4096)
+        ),
+    }
+)
+
+#: The connection form of each kind (the reconfigure step shows the same).
+KIND_SCHEMAS = {Kind.HIKVISION: HIKVISION_SCHEMA, Kind.MILING: MILING_SCHEMA}
 
 #: Reconfigure: an empty password keeps the stored one.
 HIKVISION_RECONFIGURE_SCHEMA = HIKVISION_SCHEMA.extend(
@@ -134,8 +165,20 @@ class FirmwareHubConfigFlow(ConfigFlow, domain=DOMAIN):
     async def async_step_miling(
         self, user_input: dict[str, Any] | None = None
     ) -> ConfigFlowResult:
-        """Miling devices are not supported by this version yet."""
-        return self._kind_not_available(Kind.MILING)
+        """Add a device upgraded through the Miling cloud (Home Assistant as bridge)."""
+        errors: dict[str, str] = {}
+        if user_input is not None:
+            data = {CONF_KIND: Kind.MILING.value, **user_input}
+            identity = await self._async_validate(data, errors)
+            if identity is not None:
+                await self.async_set_unique_id(identity.unique_id)
+                self._abort_if_unique_id_configured()
+                return self.async_create_entry(title=identity.name, data=data)
+        return self.async_show_form(
+            step_id=Kind.MILING.value,
+            data_schema=self.add_suggested_values_to_schema(MILING_SCHEMA, user_input),
+            errors=errors,
+        )
 
     def _kind_not_available(self, kind: Kind) -> ConfigFlowResult:
         return self.async_abort(
@@ -175,8 +218,14 @@ class FirmwareHubConfigFlow(ConfigFlow, domain=DOMAIN):
     async def async_step_reconfigure(
         self, user_input: dict[str, Any] | None = None
     ) -> ConfigFlowResult:
-        """Change how the device is reached (address, port, TLS, credentials)."""
+        """Change how the device is reached (address, ports, credentials...)."""
         entry = self._get_reconfigure_entry()
+        kind = Kind(entry.data[CONF_KIND])
+        schema = (
+            HIKVISION_RECONFIGURE_SCHEMA
+            if kind is Kind.HIKVISION
+            else KIND_SCHEMAS[kind]
+        )
         errors: dict[str, str] = {}
         if user_input is not None:
             changes = {key: value for key, value in user_input.items() if value != ""}
@@ -188,8 +237,7 @@ class FirmwareHubConfigFlow(ConfigFlow, domain=DOMAIN):
         return self.async_show_form(
             step_id="reconfigure",
             data_schema=self.add_suggested_values_to_schema(
-                HIKVISION_RECONFIGURE_SCHEMA,
-                _without_password(user_input or dict(entry.data)),
+                schema, _without_password(user_input or dict(entry.data))
             ),
             errors=errors,
             description_placeholders={"name": entry.title},
@@ -209,6 +257,8 @@ class FirmwareHubConfigFlow(ConfigFlow, domain=DOMAIN):
             return await backend.async_probe()
         except DeviceAuthError:
             errors["base"] = "invalid_auth"
+        except RegistrationRefusedError:
+            errors["base"] = "registration_refused"
         except DeviceConnectionError:
             errors["base"] = "cannot_connect"
         except DeviceResponseError:
@@ -222,35 +272,54 @@ class FirmwareHubConfigFlow(ConfigFlow, domain=DOMAIN):
 
 
 class OptionsFlowHandler(OptionsFlowWithReload):
-    """How often to look for new firmware."""
+    """How often to look for firmware; for the bridges, download and hand-off."""
 
     async def async_step_init(
         self, user_input: dict[str, Any] | None = None
     ) -> ConfigFlowResult:
         """Show and store the options."""
+        bridge = self.config_entry.data[CONF_KIND] in (Kind.ENOS, Kind.MILING)
         if user_input is not None:
-            return self.async_create_entry(
-                data={CONF_CHECK_INTERVAL: int(user_input[CONF_CHECK_INTERVAL])}
-            )
-        schema = vol.Schema(
-            {
-                vol.Required(
-                    CONF_CHECK_INTERVAL,
-                    default=self.config_entry.options.get(
-                        CONF_CHECK_INTERVAL, DEFAULT_CHECK_INTERVAL
-                    ),
-                ): NumberSelector(
-                    NumberSelectorConfig(
-                        min=MIN_CHECK_INTERVAL,
-                        max=MAX_CHECK_INTERVAL,
-                        step=1,
-                        mode=NumberSelectorMode.BOX,
-                        unit_of_measurement="min",
-                    )
-                ),
+            options: dict[str, Any] = {
+                CONF_CHECK_INTERVAL: int(user_input[CONF_CHECK_INTERVAL])
             }
+            if bridge:
+                options[CONF_AUTO_DOWNLOAD] = bool(user_input[CONF_AUTO_DOWNLOAD])
+                options[CONF_HANDOFF_TIMEOUT] = int(user_input[CONF_HANDOFF_TIMEOUT])
+            return self.async_create_entry(data=options)
+        current = self.config_entry.options
+        fields: dict[Any, Any] = {
+            vol.Required(
+                CONF_CHECK_INTERVAL,
+                default=current.get(CONF_CHECK_INTERVAL, DEFAULT_CHECK_INTERVAL),
+            ): _minutes(MIN_CHECK_INTERVAL, MAX_CHECK_INTERVAL),
+        }
+        if bridge:
+            fields[
+                vol.Required(
+                    CONF_AUTO_DOWNLOAD,
+                    default=current.get(CONF_AUTO_DOWNLOAD, DEFAULT_AUTO_DOWNLOAD),
+                )
+            ] = bool
+            fields[
+                vol.Required(
+                    CONF_HANDOFF_TIMEOUT,
+                    default=current.get(CONF_HANDOFF_TIMEOUT, DEFAULT_HANDOFF_TIMEOUT),
+                )
+            ] = _minutes(1, MAX_CHECK_INTERVAL)
+        return self.async_show_form(step_id="init", data_schema=vol.Schema(fields))
+
+
+def _minutes(low: int, high: int) -> NumberSelector:
+    return NumberSelector(
+        NumberSelectorConfig(
+            min=low,
+            max=high,
+            step=1,
+            mode=NumberSelectorMode.BOX,
+            unit_of_measurement="min",
         )
-        return self.async_show_form(step_id="init", data_schema=schema)
+    )
 
 
 def _without_password(values: Mapping[str, Any]) -> dict[str, Any]:

@@ -37,3 +37,19 @@ POLL_INTERVAL: Final = timedelta(seconds=60)
 
 EVENT_UPGRADE_FINISHED: Final = "firmware_hub_upgrade_finished"
 EVENT_INSTALL_REQUESTED: Final = "firmware_hub_install_requested"
+
+# Bridge kinds (EnOS, Miling).
+CONF_HANDOFF_TIMEOUT: Final = "handoff_timeout_minutes"
+DEFAULT_HANDOFF_TIMEOUT: Final = 60
+DEFAULT_AUTO_DOWNLOAD: Final = True
+
+# Miling.
+CONF_WS_PORT: Final = "ws_port"
+CONF_HTTP_PORT: Final = "http_port"
+CONF_DEVICE_ID: Final = "device_id"
+CONF_DEVICE_TYPE: Final = "device_type"
+CONF_PROG_VERSION: Final = "prog_version"
+CONF_MAX_PACKAGE_MB: Final = "max_package_mb"
+DEFAULT_MILING_WS_PORT: Final = 6007
+DEFAULT_MILING_HTTP_PORT: Final = 6008
+DEFAULT_MAX_PACKAGE_MB: Final = 64

@@ -10,8 +10,10 @@ touch the device (it may be rebooting) and entities stay available.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 from homeassistant.config_entries import ConfigEntry
@@ -23,10 +25,16 @@ from homeassistant.const import (
     CONF_USERNAME,
     CONF_VERIFY_SSL,
 )
-from homeassistant.core import HomeAssistant, callback
-from homeassistant.exceptions import ConfigEntryAuthFailed, HomeAssistantError
+from homeassistant.core import CALLBACK_TYPE, HomeAssistant, callback
+from homeassistant.exceptions import (
+    ConfigEntryAuthFailed,
+    HomeAssistantError,
+    ServiceValidationError,
+)
 from homeassistant.helpers import device_registry as dr, issue_registry as ir
 from homeassistant.helpers.aiohttp_client import async_get_clientsession
+from homeassistant.helpers.event import async_track_point_in_utc_time
+from homeassistant.helpers.storage import Store
 from homeassistant.helpers.update_coordinator import DataUpdateCoordinator, UpdateFailed
 from homeassistant.util import dt as dt_util
 
@@ -37,21 +45,59 @@ from .backends.base import (
     InstallError,
     InstallRefusedError,
 )
+from .backends.bridge import BridgeBackend, HandOff, MemoryPersistence, Persistence
 from .backends.hikvision import HikvisionBackend
+from .backends.miling import MilingBackend
 from .const import (
+    CONF_AUTO_DOWNLOAD,
     CONF_CHECK_INTERVAL,
+    CONF_DEVICE_ID,
+    CONF_DEVICE_TYPE,
+    CONF_HANDOFF_TIMEOUT,
+    CONF_HTTP_PORT,
     CONF_KIND,
+    CONF_MAX_PACKAGE_MB,
+    CONF_PROG_VERSION,
+    CONF_WS_PORT,
+    DEFAULT_AUTO_DOWNLOAD,
     DEFAULT_CHECK_INTERVAL,
+    DEFAULT_HANDOFF_TIMEOUT,
     DOMAIN,
+    EVENT_INSTALL_REQUESTED,
     EVENT_UPGRADE_FINISHED,
     LOGGER,
     POLL_INTERVAL,
     Kind,
 )
 from .models import DeviceIdentity, FirmwareState, Phase
+from .packages import PackageStore
 from .protocols.isapi import IsapiClient
 
 type FirmwareHubConfigEntry = ConfigEntry[FirmwareHubData]
+
+STORAGE_VERSION = 1
+
+
+class StorePersistence:
+    """A bridge's persistent state in `.storage/firmware_hub.<entry_id>`."""
+
+    def __init__(self, hass: HomeAssistant, entry_id: str) -> None:
+        """Initialize the store of one config entry."""
+        self._store: Store[dict[str, Any]] = Store(
+            hass, STORAGE_VERSION, f"{DOMAIN}.{entry_id}"
+        )
+
+    async def async_load(self) -> dict[str, Any] | None:
+        """Return the saved data, or None."""
+        return await self._store.async_load()
+
+    async def async_save(self, data: dict[str, Any]) -> None:
+        """Save `data`."""
+        await self._store.async_save(data)
+
+    async def async_remove(self) -> None:
+        """Delete the stored data (entry removed)."""
+        await self._store.async_remove()
 
 
 @dataclass(slots=True)
@@ -62,9 +108,19 @@ class FirmwareHubData:
     identity: DeviceIdentity
 
 
-def create_backend(hass: HomeAssistant, data: dict[str, Any]) -> FirmwareBackend:
-    """Build the backend a config entry's data describes."""
+def create_backend(
+    hass: HomeAssistant,
+    data: Mapping[str, Any],
+    options: Mapping[str, Any] | None = None,
+    entry_id: str | None = None,
+) -> FirmwareBackend:
+    """Build the backend a config entry's data describes.
+
+    Without `entry_id` (a config flow validating input) a bridge gets throw-away
+    persistence: it only checks the cloud, it never downloads.
+    """
     kind = Kind(data[CONF_KIND])
+    options = options or {}
     if kind is Kind.HIKVISION:
         session = async_get_clientsession(hass, verify_ssl=data[CONF_VERIFY_SSL])
         client = IsapiClient(
@@ -76,7 +132,39 @@ def create_backend(hass: HomeAssistant, data: dict[str, Any]) -> FirmwareBackend
             password=data[CONF_PASSWORD],
         )
         return HikvisionBackend(client)
+    if kind is Kind.MILING:
+        return MilingBackend(
+            async_get_clientsession(hass),
+            host=data[CONF_HOST],
+            ws_port=data[CONF_WS_PORT],
+            http_port=data[CONF_HTTP_PORT],
+            device_id=data[CONF_DEVICE_ID],
+            device_type=data[CONF_DEVICE_TYPE],
+            prog_version=data[CONF_PROG_VERSION],
+            max_package_bytes=int(data[CONF_MAX_PACKAGE_MB]) * 1024 * 1024,
+            **_bridge_settings(hass, options, entry_id),
+        )
     raise ValueError(f"unsupported kind {kind}")  # config flow never creates one
+
+
+def package_dir(hass: HomeAssistant, entry_id: str) -> Path:
+    """Return where an entry's packages live: `<config>/firmware_hub/<entry_id>/`."""
+    return Path(hass.config.path(DOMAIN, entry_id))
+
+
+def _bridge_settings(
+    hass: HomeAssistant, options: Mapping[str, Any], entry_id: str | None
+) -> dict[str, Any]:
+    persistence: Persistence = (
+        StorePersistence(hass, entry_id) if entry_id else MemoryPersistence()
+    )
+    return {
+        "store": PackageStore(package_dir(hass, entry_id or "probe")),
+        "persistence": persistence,
+        "handoff_timeout": 60.0
+        * options.get(CONF_HANDOFF_TIMEOUT, DEFAULT_HANDOFF_TIMEOUT),
+        "auto_download": options.get(CONF_AUTO_DOWNLOAD, DEFAULT_AUTO_DOWNLOAD),
+    }
 
 
 def translated_error(err: BackendError) -> HomeAssistantError:
@@ -106,7 +194,21 @@ class FirmwareCoordinator(DataUpdateCoordinator[FirmwareState]):
             LOGGER,
             config_entry=entry,
             name=f"{DOMAIN} {entry.title}",
-            update_interval=POLL_INTERVAL,
+            # Polling kinds read the device every minute; the bridges are pushed
+            # to and only poll to ask for versions, at the check interval.
+            update_interval=(
+                POLL_INTERVAL
+                if backend.polls
+                else (
+                    timedelta(
+                        minutes=entry.options.get(
+                            CONF_CHECK_INTERVAL, DEFAULT_CHECK_INTERVAL
+                        )
+                    )
+                    if backend.can_check
+                    else None
+                )
+            ),
             # FirmwareState compares by value: an unchanged poll writes no state.
             always_update=False,
         )
@@ -118,6 +220,12 @@ class FirmwareCoordinator(DataUpdateCoordinator[FirmwareState]):
         self.check_interval = timedelta(minutes=minutes)
         #: When the next firmware check is due (setup has just checked).
         self.next_check = dt_util.utcnow() + self.check_interval
+        self._handoff_unsub: CALLBACK_TYPE | None = None
+        if isinstance(backend, BridgeBackend):
+            # Pushes (offers, connection changes) arrive as new states.
+            backend.attach(self.async_set_updated_data)
+            # A hand-off pending from before a restart keeps its deadline.
+            self._schedule_handoff_timeout()
 
     @property
     def installing(self) -> bool:
@@ -164,7 +272,12 @@ class FirmwareCoordinator(DataUpdateCoordinator[FirmwareState]):
             )
 
     async def async_install(self, version: str | None) -> None:
-        """Install firmware; one install at a time per device."""
+        """Install firmware; one install at a time per device.
+
+        For the bridge kinds this returns once the package is handed to the device:
+        the state stays `waiting_for_device` (and `in_progress`) until the device's
+        result arrives or the hand-off times out.
+        """
         self._refuse_while_installing()
         async with self._install_lock:
             target = version or self.data.latest_version
@@ -176,17 +289,117 @@ class FirmwareCoordinator(DataUpdateCoordinator[FirmwareState]):
                 # Nothing was sent to the device: no failure to report.
                 raise translated_error(err) from err
             except InstallError as err:
-                self.async_set_updated_data(self.backend.state)
-                self._fire_finished(target, success=False, error=err.key)
-                self._create_repair(err)
+                self._install_failed(target, err)
                 raise translated_error(err) from err
-            ir.async_delete_issue(self.hass, DOMAIN, self._repair_id)
             self.async_set_updated_data(final)
-            if device_id := self.device_id:
-                dr.async_get(self.hass).async_update_device(
-                    device_id, sw_version=final.installed_version
-                )
-            self._fire_finished(final.installed_version, success=True, error=None)
+            if isinstance(self.backend, BridgeBackend) and self.backend.handoff:
+                self._fire_install_requested(self.backend.handoff)
+                self._schedule_handoff_timeout()
+                return
+            self._install_succeeded(final)
+
+    def _install_failed(self, version: str | None, err: InstallError) -> None:
+        self.async_set_updated_data(self.backend.state)
+        self._fire_finished(version, success=False, error=err.key)
+        self._create_repair(err)
+
+    def _install_succeeded(self, final: FirmwareState) -> None:
+        ir.async_delete_issue(self.hass, DOMAIN, self._repair_id)
+        if device_id := self.device_id:
+            dr.async_get(self.hass).async_update_device(
+                device_id, sw_version=final.installed_version
+            )
+        self._fire_finished(final.installed_version, success=True, error=None)
+
+    # ---------------------------------------------------------------- bridges
+
+    def _bridge(self) -> BridgeBackend:
+        if not isinstance(self.backend, BridgeBackend):
+            raise ServiceValidationError(
+                translation_domain=DOMAIN,
+                translation_key="action_not_for_kind",
+                translation_placeholders={
+                    "action": "report_install_result",
+                    "kind": self.kind.value,
+                },
+            )
+        return self.backend
+
+    async def async_report_result(
+        self, success: bool, version: str | None, message: str | None
+    ) -> None:
+        """Take the real device's result for the package handed to it."""
+        backend = self._bridge()
+        handoff = backend.handoff
+        try:
+            final = await backend.async_report_result(success, version, message)
+        except InstallRefusedError as err:
+            raise ServiceValidationError(
+                translation_domain=DOMAIN,
+                translation_key=err.key,
+                translation_placeholders={"error": str(err), **err.placeholders},
+            ) from err
+        except InstallError as err:
+            # The report itself worked: the device failed; tell automations.
+            self._cancel_handoff_timeout()
+            self._install_failed(handoff.version if handoff else version, err)
+            return
+        self._cancel_handoff_timeout()
+        self.async_set_updated_data(final)
+        self._install_succeeded(final)
+
+    def _fire_install_requested(self, handoff: HandOff) -> None:
+        self.hass.bus.async_fire(
+            EVENT_INSTALL_REQUESTED,
+            {
+                "device_id": self.device_id,
+                "entry_id": self.config_entry.entry_id,
+                "kind": self.kind.value,
+                "version": handoff.version,
+                "path": handoff.path,
+                "size": handoff.size,
+                "md5": handoff.md5,
+                "sha256": handoff.sha256,
+            },
+        )
+
+    def _schedule_handoff_timeout(self) -> None:
+        """Fail the pending hand-off when the device does not report in time."""
+        self._cancel_handoff_timeout()
+        if not isinstance(self.backend, BridgeBackend):
+            return
+        deadline = self.backend.handoff_deadline
+        if deadline is not None:
+            self._handoff_unsub = async_track_point_in_utc_time(
+                self.hass, self._handoff_timed_out, dt_util.utc_from_timestamp(deadline)
+            )
+
+    def _cancel_handoff_timeout(self) -> None:
+        if self._handoff_unsub is not None:
+            self._handoff_unsub()
+            self._handoff_unsub = None
+
+    @callback
+    def _handoff_timed_out(self, _now: datetime) -> None:
+        self._handoff_unsub = None
+        self.config_entry.async_create_background_task(
+            self.hass, self._async_expire_handoff(), "firmware_hub hand-off timeout"
+        )
+
+    async def _async_expire_handoff(self) -> None:
+        backend = self._bridge()
+        handoff = backend.handoff
+        if handoff is None:
+            return
+        try:
+            await backend.async_handoff_expired()
+        except InstallError as err:
+            self._install_failed(handoff.version, err)
+
+    async def async_shutdown(self) -> None:
+        """Stop timers (entry unloaded)."""
+        self._cancel_handoff_timeout()
+        await super().async_shutdown()
 
     async def async_restart(self) -> None:
         """Restart the device; entities are unavailable until it answers again."""

@@ -342,7 +342,7 @@ class PartialFile:
             self._handle = self.path.open("r+b")
         else:
             self.done = {}
-            self._handle = self.path.open("wb")
+            self._handle = self.path.open("w+b")
             self._handle.truncate(self.size)
 
     @property
@@ -356,9 +356,8 @@ class PartialFile:
         return sum(self.done.values())
 
     def _write(self, start: int, data: bytes) -> None:
-        handle = self._file()
-        handle.seek(start)
-        handle.write(data)
+        # Positional: several chunks are written concurrently from the executor.
+        os.pwrite(self._file().fileno(), data, start)
 
     async def write(self, start: int, data: bytes) -> None:
         """Write a verified chunk at its offset."""

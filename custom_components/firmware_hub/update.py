@@ -52,7 +52,9 @@ class FirmwareUpdateEntity(FirmwareHubEntity, UpdateEntity):
     ) -> None:
         """Initialize; features follow what the device kind can do."""
         super().__init__(coordinator, description)
-        features = UpdateEntityFeature.RELEASE_NOTES
+        features = UpdateEntityFeature(0)
+        if coordinator.backend.has_release_notes:
+            features |= UpdateEntityFeature.RELEASE_NOTES
         if coordinator.backend.can_install:
             features |= UpdateEntityFeature.INSTALL | UpdateEntityFeature.PROGRESS
         self._attr_supported_features = features

@@ -62,6 +62,10 @@ class FirmwareBackend(ABC):
     can_install: ClassVar[bool] = True
     can_check: ClassVar[bool] = True
     can_restart: ClassVar[bool] = False
+    #: Whether the device is polled (else its state is pushed).
+    polls: ClassVar[bool] = True
+    #: Whether offers come with a change log (the update entity's release notes).
+    has_release_notes: ClassVar[bool] = True
 
     def __init__(self) -> None:
         """Start from an empty state."""

@@ -1,0 +1,513 @@
+"""The Miling bridge end to end: config flow, offers, chunked download, hand-off."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncGenerator, Callable
+import hashlib
+import logging
+import os
+from pathlib import Path
+import socket
+from typing import Any
+
+from homeassistant.components.update import DOMAIN as UPDATE_DOMAIN, SERVICE_INSTALL
+from homeassistant.config_entries import SOURCE_USER
+from homeassistant.const import ATTR_ENTITY_ID, STATE_OFF, STATE_ON
+from homeassistant.core import HomeAssistant
+from homeassistant.data_entry_flow import FlowResultType
+from homeassistant.exceptions import HomeAssistantError, ServiceValidationError
+from homeassistant.helpers import device_registry as dr
+from homeassistant.setup import async_setup_component
+import pytest
+from pytest_homeassistant_custom_component.common import (
+    MockConfigEntry,
+    async_capture_events,
+)
+
+from custom_components.firmware_hub.backends import miling as miling_backend
+from custom_components.firmware_hub.const import (
+    CONF_AUTO_DOWNLOAD,
+    CONF_CHECK_INTERVAL,
+    CONF_HANDOFF_TIMEOUT,
+    CONF_KIND,
+    DOMAIN,
+    EVENT_INSTALL_REQUESTED,
+    EVENT_UPGRADE_FINISHED,
+)
+from custom_components.firmware_hub.protocols.miling import Backoff
+
+from .simulators.miling import CorruptMd5, MilingServerSimulator
+
+DEVICE_ID = "10001"
+DEVICE_TYPE = "TS"
+UPDATE = "update.ts_10001_firmware"
+STATUS = "sensor.ts_10001_firmware_status"
+CLOUD = "binary_sensor.ts_10001_cloud_connection"
+PACKAGE = os.urandom(300 * 1024 + 77)
+
+
+@pytest.fixture(autouse=True)
+def fast_miling(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Retry chunks and reconnect in milliseconds, not seconds."""
+    monkeypatch.setattr(
+        miling_backend,
+        "DEFAULT_TIMING",
+        miling_backend.MilingTiming(
+            attempts=4,
+            backoff=0.001,
+            max_backoff=0.01,
+            request_timeout=3,
+            reconnect=Backoff(initial=0.01, minimum=0.02, maximum=0.1, stable_after=1),
+        ),
+    )
+
+
+@pytest.fixture
+async def server(socket_enabled: None) -> AsyncGenerator[MilingServerSimulator]:
+    """A Miling upgrade server on loopback."""
+    sim = MilingServerSimulator()
+    await sim.start()
+    yield sim
+    await sim.stop()
+
+
+def _data(sim: MilingServerSimulator, **overrides: Any) -> dict[str, Any]:
+    return {
+        "host": sim.host,
+        "ws_port": sim.ws_port,
+        "http_port": sim.http_port,
+        "device_id": DEVICE_ID,
+        "device_type": DEVICE_TYPE,
+        "prog_version": "200200",
+        "max_package_mb": 64,
+        **overrides,
+    }
+
+
+def _entry(sim: MilingServerSimulator, **options: Any) -> MockConfigEntry:
+    return MockConfigEntry(
+        domain=DOMAIN,
+        title=f"{DEVICE_TYPE} {DEVICE_ID}",
+        unique_id=f"{sim.host}/{DEVICE_ID}",
+        data={CONF_KIND: "miling", **_data(sim)},
+        options=options,
+    )
+
+
+async def _until(
+    hass: HomeAssistant,
+    condition: Callable[[], bool],
+    timeout: float = 10,  # noqa: ASYNC109
+) -> None:
+    async with asyncio.timeout(timeout):
+        while not condition():
+            await asyncio.sleep(0.01)
+    await hass.async_block_till_done()
+
+
+async def _setup(
+    hass: HomeAssistant, sim: MilingServerSimulator, **options: Any
+) -> MockConfigEntry:
+    entry = _entry(sim, **options)
+    entry.add_to_hass(hass)
+    await hass.config_entries.async_setup(entry.entry_id)
+    await hass.async_block_till_done()
+    await _until(hass, lambda: hass.states.get(CLOUD).state == STATE_ON)
+    return entry
+
+
+def _package_files(hass: HomeAssistant, entry: MockConfigEntry) -> list[str]:
+    root = Path(hass.config.path(DOMAIN, entry.entry_id))
+    return sorted(p.name for p in root.iterdir()) if root.exists() else []
+
+
+async def _push(sim: MilingServerSimulator, **kwargs: Any) -> int:
+    args: dict[str, Any] = {
+        "device_id": DEVICE_ID,
+        "file_name": "updateImage",
+        "data": PACKAGE,
+        "prog_version": "200300",
+        "device_type": DEVICE_TYPE,
+    }
+    args.update(kwargs)
+    answer = await sim.push_upgrade(**args)
+    assert answer is not None
+    return answer.status
+
+
+def _ready(hass: HomeAssistant) -> bool:
+    return hass.states.get(STATUS).state == "idle" and bool(
+        hass.states.get(UPDATE).attributes.get("latest_version") == "200300"
+    )
+
+
+async def _report(hass: HomeAssistant, entry: MockConfigEntry, **data: Any) -> None:
+    device = dr.async_get(hass).async_get_device_by_identifier(
+        (DOMAIN, entry.unique_id or ""), entry.entry_id
+    )
+    assert device is not None
+    await hass.services.async_call(
+        DOMAIN,
+        "report_install_result",
+        {"device_id": device.id, **data},
+        blocking=True,
+    )
+
+
+# ------------------------------------------------------------------ config flow
+
+
+async def _miling_form(hass: HomeAssistant) -> str:
+    result = await hass.config_entries.flow.async_init(
+        DOMAIN, context={"source": SOURCE_USER}
+    )
+    result = await hass.config_entries.flow.async_configure(
+        result["flow_id"], {"next_step_id": "miling"}
+    )
+    assert result["step_id"] == "miling"
+    return str(result["flow_id"])
+
+
+async def test_flow_registration(
+    hass: HomeAssistant, server: MilingServerSimulator
+) -> None:
+    """Refused, then accepted: the entry is created after a real registration."""
+    flow_id = await _miling_form(hass)
+    server.register_status = 3
+    result = await hass.config_entries.flow.async_configure(flow_id, _data(server))
+    assert result["errors"] == {"base": "registration_refused"}
+    server.register_status = 0
+    result = await hass.config_entries.flow.async_configure(flow_id, _data(server))
+    assert result["type"] is FlowResultType.CREATE_ENTRY
+    assert result["title"] == "TS 10001"
+    assert result["result"].unique_id == f"127.0.0.1/{DEVICE_ID}"
+    assert server.registrations[-1].prog_version == "200200"
+    await hass.async_block_till_done()
+
+    flow_id = await _miling_form(hass)
+    result = await hass.config_entries.flow.async_configure(flow_id, _data(server))
+    assert result["type"] is FlowResultType.ABORT
+    assert result["reason"] == "already_configured"
+
+
+async def test_flow_server_down(hass: HomeAssistant, socket_enabled: None) -> None:
+    """Nothing listens: cannot_connect."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    flow_id = await _miling_form(hass)
+    result = await hass.config_entries.flow.async_configure(
+        flow_id,
+        {
+            "host": "127.0.0.1",
+            "ws_port": port,
+            "http_port": port,
+            "device_id": DEVICE_ID,
+            "device_type": DEVICE_TYPE,
+            "prog_version": "1",
+            "max_package_mb": 64,
+        },
+    )
+    assert result["errors"] == {"base": "cannot_connect"}
+
+
+async def test_reconfigure_and_options(
+    hass: HomeAssistant, server: MilingServerSimulator
+) -> None:
+    """Reconfigure moves to another server port; options hold the bridge settings."""
+    entry = await _setup(hass, server)
+    other = MilingServerSimulator()
+    await other.start()
+    try:
+        result = await entry.start_reconfigure_flow(hass)
+        result = await hass.config_entries.flow.async_configure(
+            result["flow_id"], _data(other)
+        )
+        assert result["reason"] == "reconfigure_successful"
+        assert entry.data["ws_port"] == other.ws_port
+        await hass.async_block_till_done()
+        await _until(hass, lambda: len(other.registrations) >= 2)
+
+        result = await hass.config_entries.options.async_init(entry.entry_id)
+        result = await hass.config_entries.options.async_configure(
+            result["flow_id"],
+            {
+                CONF_CHECK_INTERVAL: 60,
+                CONF_AUTO_DOWNLOAD: False,
+                CONF_HANDOFF_TIMEOUT: 5,
+            },
+        )
+        assert result["type"] is FlowResultType.CREATE_ENTRY
+        assert entry.options == {
+            CONF_CHECK_INTERVAL: 60,
+            CONF_AUTO_DOWNLOAD: False,
+            CONF_HANDOFF_TIMEOUT: 5,
+        }
+        await hass.async_block_till_done()
+        assert await hass.config_entries.async_unload(entry.entry_id)
+    finally:
+        await other.stop()
+
+
+# ------------------------------------------------------------------ the bridge
+
+
+async def test_push_download_install_report(
+    hass: HomeAssistant, server: MilingServerSimulator
+) -> None:
+    """Push → 0 → download → hand-off → result → registration with the new version."""
+    entry = await _setup(hass, server)
+    assert server.registrations[-1].prog_version == "200200"
+    requested = async_capture_events(hass, EVENT_INSTALL_REQUESTED)
+    finished = async_capture_events(hass, EVENT_UPGRADE_FINISHED)
+
+    assert await _push(server) == 0
+    await _until(hass, lambda: _ready(hass))
+    state = hass.states.get(UPDATE)
+    assert state.state == STATE_ON
+    assert state.attributes["installed_version"] == "200200"
+
+    await hass.services.async_call(
+        UPDATE_DOMAIN, SERVICE_INSTALL, {ATTR_ENTITY_ID: UPDATE}, blocking=True
+    )
+    # Home Assistant resets its own progress flag when install returns; ours stays.
+    state = hass.states.get(UPDATE)
+    assert state.attributes["in_progress"] is True
+    assert hass.states.get(STATUS).state == "waiting_for_device"
+    assert len(requested) == 1
+    event = requested[0].data
+    assert Path(event["path"]).read_bytes() == PACKAGE
+    assert event["size"] == len(PACKAGE)
+    assert event["md5"] == hashlib.md5(PACKAGE).hexdigest()
+    assert event["sha256"] == hashlib.sha256(PACKAGE).hexdigest()
+    assert event["version"] == "200300"
+    assert event["kind"] == "miling"
+    assert event["entry_id"] == entry.entry_id
+    assert server.requests_served == -(-len(PACKAGE) // 2048)
+
+    registrations = len(server.registrations)
+    await _report(hass, entry, success=True, version="200300")
+    await _until(hass, lambda: len(server.registrations) > registrations)
+    assert server.registrations[-1].prog_version == "200300"
+    state = hass.states.get(UPDATE)
+    assert state.state == STATE_OFF
+    assert state.attributes["installed_version"] == "200300"
+    assert state.attributes["in_progress"] is False
+    assert [e.data["success"] for e in finished] == [True]
+    assert finished[0].data["version"] == "200300"
+    assert _package_files(hass, entry) == []
+
+    with pytest.raises(ServiceValidationError) as err:
+        await _report(hass, entry, success=True)
+    assert err.value.translation_key == "no_pending_install"
+
+
+@pytest.mark.parametrize(
+    ("push", "status"),
+    [
+        ({"device_type": "TX"}, -1),
+        ({"file_name": "../../etc/passwd"}, -1),
+        ({"file_name": "a/b"}, -1),
+        ({"file_size": 65 * 1024 * 1024}, -2),
+    ],
+)
+async def test_refused_requests(
+    hass: HomeAssistant,
+    server: MilingServerSimulator,
+    push: dict[str, Any],
+    status: int,
+) -> None:
+    """Mismatched type, unsafe names and oversize packages are refused; nothing fetched."""
+    entry = await _setup(hass, server)
+    assert await _push(server, **push) == status
+    await asyncio.sleep(0.05)
+    assert server.http_requests == 0
+    assert hass.states.get(UPDATE).state == STATE_OFF
+    assert _package_files(hass, entry) == []
+    assert not Path(hass.config.path("etc")).exists()
+
+
+async def test_corrupt_md5_once_is_refetched(
+    hass: HomeAssistant, server: MilingServerSimulator
+) -> None:
+    """A chunk whose MD5 fails once is fetched again; the file is exact."""
+    await _setup(hass, server)
+    server.corrupt_md5 = CorruptMd5.ONCE
+    requested = async_capture_events(hass, EVENT_INSTALL_REQUESTED)
+    await _push(server)
+    await _until(hass, lambda: _ready(hass))
+    await hass.services.async_call(
+        UPDATE_DOMAIN, SERVICE_INSTALL, {ATTR_ENTITY_ID: UPDATE}, blocking=True
+    )
+    assert Path(requested[0].data["path"]).read_bytes() == PACKAGE
+    assert all(count == 2 for count in server.range_requests.values())
+
+
+async def test_corrupt_md5_always_fails(
+    hass: HomeAssistant, server: MilingServerSimulator
+) -> None:
+    """A chunk that never passes its MD5 fails the download: no event, no file."""
+    entry = await _setup(hass, server, **{CONF_AUTO_DOWNLOAD: False})
+    server.corrupt_md5 = CorruptMd5.ALWAYS
+    requested = async_capture_events(hass, EVENT_INSTALL_REQUESTED)
+    finished = async_capture_events(hass, EVENT_UPGRADE_FINISHED)
+    await _push(server)
+    await _until(hass, lambda: hass.states.get(UPDATE).state == STATE_ON)
+    assert server.http_requests == 0  # auto_download off: nothing until Install
+    with pytest.raises(HomeAssistantError) as err:
+        await hass.services.async_call(
+            UPDATE_DOMAIN, SERVICE_INSTALL, {ATTR_ENTITY_ID: UPDATE}, blocking=True
+        )
+    assert err.value.translation_key == "checksum_mismatch"
+    assert requested == []
+    assert finished[0].data["error"] == "checksum_mismatch"
+    assert hass.states.get(STATUS).state == "failed"
+    assert _package_files(hass, entry) == []
+
+
+async def test_status_2_and_dropped_connections(
+    hass: HomeAssistant, server: MilingServerSimulator
+) -> None:
+    """10 % Status 2 and dropped responses: completes, finished chunks fetched once."""
+    await _setup(hass, server)
+    server.status2_fraction = 0.1
+    server.drop_fraction = 0.05
+    requested = async_capture_events(hass, EVENT_INSTALL_REQUESTED)
+    await _push(server)
+    await _until(hass, lambda: _ready(hass))
+    await hass.services.async_call(
+        UPDATE_DOMAIN, SERVICE_INSTALL, {ATTR_ENTITY_ID: UPDATE}, blocking=True
+    )
+    assert Path(requested[0].data["path"]).read_bytes() == PACKAGE
+    assert server.requests_served == -(-len(PACKAGE) // 2048)
+    assert sum(server.range_requests.values()) > server.requests_served
+
+
+async def test_missing_file_is_final(
+    hass: HomeAssistant, server: MilingServerSimulator
+) -> None:
+    """Status 1 (file missing) fails at once, without retries."""
+    entry = await _setup(hass, server, **{CONF_AUTO_DOWNLOAD: False})
+    server.file_missing = True
+    await _push(server)
+    await _until(hass, lambda: hass.states.get(UPDATE).state == STATE_ON)
+    with pytest.raises(HomeAssistantError) as err:
+        await hass.services.async_call(
+            UPDATE_DOMAIN, SERVICE_INSTALL, {ATTR_ENTITY_ID: UPDATE}, blocking=True
+        )
+    assert err.value.translation_key == "download_failed"
+    assert _package_files(hass, entry) == []
+
+
+async def test_restart_mid_download_resumes(
+    hass: HomeAssistant, server: MilingServerSimulator
+) -> None:
+    """Home Assistant stopping mid-download keeps finished chunks; it resumes."""
+    entry = await _setup(hass, server)
+    server.delay = 0.01
+    await _push(server)
+    total = -(-len(PACKAGE) // 2048)
+    await _until(hass, lambda: server.requests_served >= total // 3)
+    assert await hass.config_entries.async_unload(entry.entry_id)
+    before = server.requests_served
+    assert before < total
+    server.delay = 0
+    await hass.config_entries.async_setup(entry.entry_id)
+    await _until(hass, lambda: _ready(hass))
+    # Every chunk was served whole exactly once (give or take those in flight).
+    assert server.requests_served <= total + 16
+
+
+async def test_reconnect_and_reregister(
+    hass: HomeAssistant, server: MilingServerSimulator
+) -> None:
+    """The server closes the socket: reconnect and register again, quickly."""
+    await _setup(hass, server)
+    registrations = len(server.registrations)
+    await server.close_sockets()
+    await _until(hass, lambda: len(server.registrations) > registrations, timeout=5)
+    await _until(hass, lambda: hass.states.get(CLOUD).state == STATE_ON)
+    assert server.registrations[-1].prog_version == "200200"
+
+
+async def test_garbage_on_the_socket(
+    hass: HomeAssistant,
+    server: MilingServerSimulator,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Malformed JSON and unknown codes are logged; the connection stays up."""
+    await _setup(hass, server)
+    connections = server.ws_connections
+    with caplog.at_level(logging.WARNING):
+        await server.send_raw("{not json")
+        await server.send_raw('{"ProtocolCode": 9999, "Parameters": {}}')
+        await server.send_raw('{"ProtocolCode": 1012, "Parameters": {"FileName": 5}}')
+        await _until(hass, lambda: len(server.upgrade_answers) == 1)
+    assert server.upgrade_answers[-1].status == -1
+    assert server.ws_connections == connections
+    assert hass.states.get(CLOUD).state == STATE_ON
+    assert "9999" in caplog.text
+
+
+async def test_device_reports_failure(
+    hass: HomeAssistant, server: MilingServerSimulator
+) -> None:
+    """A failure from the device: failed state and event; no new registration."""
+    entry = await _setup(hass, server)
+    finished = async_capture_events(hass, EVENT_UPGRADE_FINISHED)
+    await _push(server)
+    await _until(hass, lambda: _ready(hass))
+    await hass.services.async_call(
+        UPDATE_DOMAIN, SERVICE_INSTALL, {ATTR_ENTITY_ID: UPDATE}, blocking=True
+    )
+    with pytest.raises(ServiceValidationError) as err:
+        await _report(hass, entry, success=True, version="999")
+    assert err.value.translation_key == "version_mismatch"
+    await _report(hass, entry, success=False, message="flash write error")
+    assert finished[-1].data["success"] is False
+    assert finished[-1].data["error"] == "device_reported_failure"
+    assert hass.states.get(STATUS).state == "failed"
+    assert hass.states.get(UPDATE).attributes["installed_version"] == "200200"
+
+
+async def test_handoff_survives_restart_then_times_out(
+    hass: HomeAssistant, server: MilingServerSimulator
+) -> None:
+    """A pending hand-off survives a reload; without a result it times out."""
+    entry = await _setup(hass, server)
+    finished = async_capture_events(hass, EVENT_UPGRADE_FINISHED)
+    await _push(server)
+    await _until(hass, lambda: _ready(hass))
+    await hass.services.async_call(
+        UPDATE_DOMAIN, SERVICE_INSTALL, {ATTR_ENTITY_ID: UPDATE}, blocking=True
+    )
+    assert await hass.config_entries.async_reload(entry.entry_id)
+    await hass.async_block_till_done()
+    assert hass.states.get(STATUS).state == "waiting_for_device"
+    assert hass.states.get(UPDATE).attributes["in_progress"] is True
+    with pytest.raises(HomeAssistantError) as err:
+        await entry.runtime_data.coordinator.async_install(None)
+    assert err.value.translation_key == "waiting_for_device"
+
+    backend = entry.runtime_data.coordinator.backend
+    backend.handoff_timeout = 0.05
+    entry.runtime_data.coordinator._schedule_handoff_timeout()
+    await _until(hass, lambda: bool(finished))
+    assert finished[0].data["error"] == "handoff_timeout"
+    assert hass.states.get(STATUS).state == "failed"
+
+
+async def test_action_validation(
+    hass: HomeAssistant, server: MilingServerSimulator
+) -> None:
+    """report_install_result needs a Firmware Hub bridge device."""
+    assert await async_setup_component(hass, DOMAIN, {})
+    with pytest.raises(ServiceValidationError) as err:
+        await hass.services.async_call(
+            DOMAIN,
+            "report_install_result",
+            {"device_id": "nope", "success": True},
+            blocking=True,
+        )
+    assert err.value.translation_key == "device_not_found"
