@@ -11,6 +11,7 @@ from collections.abc import AsyncGenerator
 
 import pytest
 
+from custom_components.firmware_hub import onvif_discovery
 from custom_components.firmware_hub.backends import hikvision
 from custom_components.firmware_hub.const import DOMAIN
 
@@ -46,3 +47,14 @@ def fast_install(monkeypatch: pytest.MonkeyPatch) -> None:
             reboot_timeout=5,
         ),
     )
+
+
+@pytest.fixture(autouse=True)
+def no_multicast_discovery(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Never multicast: the ONVIF flow's probe goes to a silent loopback port.
+
+    (UDP 9, discard: nothing answers, the probe times out in 0.2 s.) Tests that
+    discover point it at a simulator's unicast responder.
+    """
+    monkeypatch.setattr(onvif_discovery, "DISCOVERY_TARGET", ("127.0.0.1", 9))
+    monkeypatch.setattr(onvif_discovery, "DISCOVERY_TIMEOUT", 0.2)

@@ -178,20 +178,6 @@ async def test_already_configured_updates_address(
     assert entry.data[CONF_HOST] == camera.host
 
 
-@pytest.mark.parametrize("kind", ["onvif", "enos"])
-async def test_kinds_of_later_versions(hass: HomeAssistant, kind: str) -> None:
-    """Kinds this version does not support yet say so instead of failing."""
-    result = await hass.config_entries.flow.async_init(
-        DOMAIN, context={"source": SOURCE_USER}
-    )
-    result = await hass.config_entries.flow.async_configure(
-        result["flow_id"], {"next_step_id": kind}
-    )
-    assert result["type"] is FlowResultType.ABORT
-    assert result["reason"] == "kind_not_available"
-    assert result["description_placeholders"] == {"kind": kind}
-
-
 async def test_reauth(hass: HomeAssistant, camera: IsapiCameraSimulator) -> None:
     """The password changed on the camera: reauth stores the new one."""
     entry = hikvision_entry(camera)

@@ -54,7 +54,7 @@ def fast_miling(monkeypatch: pytest.MonkeyPatch) -> None:
         miling_backend,
         "DEFAULT_TIMING",
         miling_backend.MilingTiming(
-            attempts=4,
+            attempts=10,
             backoff=0.001,
             max_backoff=0.01,
             request_timeout=3,

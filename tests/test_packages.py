@@ -217,11 +217,17 @@ async def test_partial_file_resumes_and_completes(tmp_path: Path) -> None:
     await partial.close()
 
     partial = await store.open_partial("offer1", len(data))
-    assert set(partial.done) == {start for start, _ in chunks[::2]}
+    assert partial.ranges == [
+        (start, min(start + 2048, len(data))) for start, _ in chunks[::2]
+    ]
+    assert partial.covered(4096, 6144)
+    assert not partial.covered(2048, 4096)
     assert partial.missing() == 2048
-    for start, chunk in chunks[1::2]:
+    for start, chunk in reversed(chunks[1::2]):
         await partial.write(start, chunk)
+    await partial.write(0, chunks[0][1])  # written twice: counted once
     assert partial.bytes_done == len(data)
+    assert partial.ranges == [(0, len(data))]
     package = await partial.complete()
     assert package.path.read_bytes() == data
     assert package.md5 == hashlib.md5(data).hexdigest()
@@ -240,7 +246,8 @@ async def test_partial_file_guards(tmp_path: Path) -> None:
     await partial.close()
     partial.paths[1].write_text("{not json")
     partial = await store.open_partial("x", 10)
-    assert partial.done == {}
+    assert partial.ranges == []
+    assert partial.missing() == 0
     await partial.discard()
     assert _files(tmp_path) == []
 

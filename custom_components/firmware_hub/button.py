@@ -23,8 +23,10 @@ PARALLEL_UPDATES = 0
 class FirmwareButtonEntityDescription(ButtonEntityDescription):
     """A button calling one coordinator action."""
 
-    available_fn: Callable[[FirmwareCoordinator], bool]
+    exists_fn: Callable[[FirmwareCoordinator], bool]
     press_fn: Callable[[FirmwareCoordinator], Awaitable[None]]
+    #: Whether it can be pressed now (a bridge's check needs the cloud).
+    usable_fn: Callable[[FirmwareCoordinator], bool] = lambda _coordinator: True
 
 
 BUTTONS: tuple[FirmwareButtonEntityDescription, ...] = (
@@ -32,14 +34,17 @@ BUTTONS: tuple[FirmwareButtonEntityDescription, ...] = (
         key="check_for_update",
         translation_key="check_for_update",
         entity_category=EntityCategory.DIAGNOSTIC,
-        available_fn=lambda coordinator: coordinator.backend.can_check,
+        exists_fn=lambda coordinator: coordinator.backend.can_check,
         press_fn=lambda coordinator: coordinator.async_check(),
+        usable_fn=lambda coordinator: (
+            coordinator.data.details.get("cloud_connected") is not False
+        ),
     ),
     FirmwareButtonEntityDescription(
         key="restart",
         device_class=ButtonDeviceClass.RESTART,
         entity_category=EntityCategory.CONFIG,
-        available_fn=lambda coordinator: coordinator.backend.can_restart,
+        exists_fn=lambda coordinator: coordinator.backend.can_restart,
         press_fn=lambda coordinator: coordinator.async_restart(),
     ),
 )
@@ -55,7 +60,7 @@ async def async_setup_entry(
     async_add_entities(
         FirmwareButton(coordinator, description)
         for description in BUTTONS
-        if description.available_fn(coordinator)
+        if description.exists_fn(coordinator)
     )
 
 
@@ -63,6 +68,11 @@ class FirmwareButton(FirmwareHubEntity, ButtonEntity):
     """A device action."""
 
     entity_description: FirmwareButtonEntityDescription
+
+    @property
+    def available(self) -> bool:
+        """Return whether the action can run now."""
+        return super().available and self.entity_description.usable_fn(self.coordinator)
 
     async def async_press(self) -> None:
         """Run the action."""

@@ -23,6 +23,10 @@ from homeassistant.helpers.selector import (
     NumberSelector,
     NumberSelectorConfig,
     NumberSelectorMode,
+    SelectOptionDict,
+    SelectSelector,
+    SelectSelectorConfig,
+    SelectSelectorMode,
     TextSelector,
     TextSelectorConfig,
     TextSelectorType,
@@ -33,31 +37,44 @@ from .backends.base import DeviceAuthError, DeviceConnectionError, DeviceRespons
 from .backends.miling import RegistrationRefusedError
 from .const import (
     CONF_AUTO_DOWNLOAD,
+    CONF_CA_FILE,
     CONF_CHECK_INTERVAL,
     CONF_DEVICE_ID,
+    CONF_DEVICE_KEY,
+    CONF_DEVICE_SECRET,
     CONF_DEVICE_TYPE,
+    CONF_FILE_BASE_URL,
+    CONF_FIRMWARE_VERSION,
     CONF_HANDOFF_TIMEOUT,
     CONF_HTTP_PORT,
     CONF_KIND,
     CONF_MAX_PACKAGE_MB,
+    CONF_PRODUCT_KEY,
     CONF_PROG_VERSION,
+    CONF_SIGN_METHOD,
+    CONF_TLS,
     CONF_WS_PORT,
     DEFAULT_AUTO_DOWNLOAD,
     DEFAULT_CHECK_INTERVAL,
+    DEFAULT_ENOS_PORT,
     DEFAULT_HANDOFF_TIMEOUT,
     DEFAULT_HIKVISION_PORT,
     DEFAULT_HIKVISION_USERNAME,
     DEFAULT_MAX_PACKAGE_MB,
     DEFAULT_MILING_HTTP_PORT,
     DEFAULT_MILING_WS_PORT,
+    DEFAULT_ONVIF_PORT,
     DOMAIN,
     LOGGER,
     MAX_CHECK_INTERVAL,
     MIN_CHECK_INTERVAL,
+    SIGN_METHODS,
     Kind,
 )
 from .coordinator import FirmwareHubConfigEntry, create_backend
 from .models import DeviceIdentity
+from .onvif_discovery import async_discover
+from .protocols.onvif import DiscoveredCamera
 
 _PASSWORD = TextSelector(TextSelectorConfig(type=TextSelectorType.PASSWORD))
 _PORT = vol.All(vol.Coerce(int), vol.Range(min=1, max=65535))
@@ -102,12 +119,70 @@ HIKVISION_RECONFIGURE_SCHEMA = HIKVISION_SCHEMA.extend(
     {vol.Optional(CONF_PASSWORD): _PASSWORD}
 )
 
+ENOS_SCHEMA = vol.Schema(
+    {
+        vol.Required(CONF_HOST): str,
+        vol.Required(CONF_PORT, default=DEFAULT_ENOS_PORT): _PORT,
+        vol.Required(CONF_TLS, default=True): bool,
+        vol.Required(CONF_PRODUCT_KEY): str,
+        vol.Required(CONF_DEVICE_KEY): str,
+        vol.Required(CONF_DEVICE_SECRET): _PASSWORD,
+        vol.Required(CONF_SIGN_METHOD, default="sha256"): SelectSelector(
+            SelectSelectorConfig(
+                options=list(SIGN_METHODS),
+                translation_key=CONF_SIGN_METHOD,
+                mode=SelectSelectorMode.DROPDOWN,
+            )
+        ),
+        vol.Required(CONF_FIRMWARE_VERSION): str,
+        vol.Optional(CONF_FILE_BASE_URL): str,
+    }
+)
+
+#: Reconfigure: an empty device secret keeps the stored one.
+ENOS_RECONFIGURE_SCHEMA = ENOS_SCHEMA.extend(
+    {vol.Optional(CONF_DEVICE_SECRET): _PASSWORD}
+)
+
+ENOS_CREDENTIALS_SCHEMA = vol.Schema({vol.Required(CONF_DEVICE_SECRET): _PASSWORD})
+
+#: Secrets: never suggested back from a stored entry.
+_SECRETS = (CONF_PASSWORD, CONF_DEVICE_SECRET)
+
+KIND_SCHEMAS[Kind.ENOS] = ENOS_SCHEMA
+#: Reconfigure forms where an empty secret keeps the stored one.
+RECONFIGURE_SCHEMAS = {
+    Kind.HIKVISION: HIKVISION_RECONFIGURE_SCHEMA,
+    Kind.ENOS: ENOS_RECONFIGURE_SCHEMA,
+}
+
+ONVIF_SCHEMA = vol.Schema(
+    {
+        vol.Required(CONF_HOST): str,
+        vol.Required(CONF_PORT, default=DEFAULT_ONVIF_PORT): _PORT,
+        vol.Required(CONF_USERNAME): str,
+        vol.Required(CONF_PASSWORD): _PASSWORD,
+    }
+)
+KIND_SCHEMAS[Kind.ONVIF] = ONVIF_SCHEMA
+RECONFIGURE_SCHEMAS[Kind.ONVIF] = ONVIF_SCHEMA.extend(
+    {vol.Optional(CONF_PASSWORD): _PASSWORD}
+)
+#: The discovery step's choice, and its value for "enter the address".
+CONF_CAMERA = "camera"
+MANUAL_ENTRY = "manual"
+
 
 class FirmwareHubConfigFlow(ConfigFlow, domain=DOMAIN):
     """Add a device: pick its kind, then its connection."""
 
     VERSION = 1
     MINOR_VERSION = 1
+
+    #: ONVIF cameras WS-Discovery found, by choice value (None: not probed yet).
+    _onvif_found: dict[str, DiscoveredCamera] | None = None
+    #: The camera picked from the discovery list.
+    _onvif_picked: DiscoveredCamera | None = None
 
     @staticmethod
     @callback
@@ -153,14 +228,98 @@ class FirmwareHubConfigFlow(ConfigFlow, domain=DOMAIN):
     async def async_step_onvif(
         self, user_input: dict[str, Any] | None = None
     ) -> ConfigFlowResult:
-        """ONVIF cameras are not supported by this version yet."""
-        return self._kind_not_available(Kind.ONVIF)
+        """Add an ONVIF camera; first offer the ones WS-Discovery finds."""
+        errors: dict[str, str] = {}
+        if user_input is not None:
+            data = {CONF_KIND: Kind.ONVIF.value, **user_input}
+            identity = await self._async_validate(data, errors)
+            if identity is not None:
+                await self.async_set_unique_id(identity.unique_id)
+                self._abort_if_unique_id_configured(
+                    updates={key: user_input[key] for key in (CONF_HOST, CONF_PORT)}
+                )
+                picked = self._onvif_picked
+                same = picked is not None and picked.host == user_input[CONF_HOST]
+                title = (picked.name if picked and same else None) or identity.name
+                return self.async_create_entry(title=title, data=data)
+        elif self._onvif_found is None:
+            self._onvif_found = await self._async_discover_onvif()
+            if self._onvif_found:
+                return await self.async_step_onvif_discovery()
+        picked = self._onvif_picked
+        suggested = user_input or (
+            {CONF_HOST: picked.host, CONF_PORT: picked.port} if picked else None
+        )
+        return self.async_show_form(
+            step_id=Kind.ONVIF.value,
+            data_schema=self.add_suggested_values_to_schema(ONVIF_SCHEMA, suggested),
+            errors=errors,
+        )
+
+    async def async_step_onvif_discovery(
+        self, user_input: dict[str, Any] | None = None
+    ) -> ConfigFlowResult:
+        """Offer the ONVIF cameras found on the network, and manual entry."""
+        found = self._onvif_found or {}
+        if user_input is not None:
+            self._onvif_picked = found.get(user_input[CONF_CAMERA])
+            return await self.async_step_onvif()
+        options = [
+            SelectOptionDict(
+                value=value,
+                label=f"{camera.name or camera.hardware or camera.host} "
+                f"({camera.host}:{camera.port})",
+            )
+            for value, camera in found.items()
+        ]
+        options.append(SelectOptionDict(value=MANUAL_ENTRY, label=MANUAL_ENTRY))
+        return self.async_show_form(
+            step_id="onvif_discovery",
+            data_schema=vol.Schema(
+                {
+                    vol.Required(CONF_CAMERA): SelectSelector(
+                        SelectSelectorConfig(
+                            options=options,
+                            translation_key="onvif_camera",
+                            mode=SelectSelectorMode.LIST,
+                        )
+                    )
+                }
+            ),
+        )
+
+    async def _async_discover_onvif(self) -> dict[str, DiscoveredCamera]:
+        """Probe for ONVIF cameras; leave out the ones already configured."""
+        configured_hosts: set[tuple[str, int]] = set()
+        configured_ids: set[str | None] = set()
+        for entry in self._async_current_entries(include_ignore=False):
+            if entry.data.get(CONF_KIND) == Kind.ONVIF:
+                configured_hosts.add((entry.data[CONF_HOST], entry.data[CONF_PORT]))
+                configured_ids.add(entry.unique_id)
+        return {
+            f"{camera.host}:{camera.port}": camera
+            for camera in await async_discover(self.hass)
+            if (camera.host, camera.port) not in configured_hosts
+            and (camera.mac_address is None or camera.mac_address not in configured_ids)
+        }
 
     async def async_step_enos(
         self, user_input: dict[str, Any] | None = None
     ) -> ConfigFlowResult:
-        """EnOS devices are not supported by this version yet."""
-        return self._kind_not_available(Kind.ENOS)
+        """Add a device whose firmware is published on EnOS (Home Assistant as agent)."""
+        errors: dict[str, str] = {}
+        if user_input is not None:
+            data = {CONF_KIND: Kind.ENOS.value, **user_input}
+            identity = await self._async_validate(data, errors)
+            if identity is not None:
+                await self.async_set_unique_id(identity.unique_id)
+                self._abort_if_unique_id_configured()
+                return self.async_create_entry(title=identity.name, data=data)
+        return self.async_show_form(
+            step_id=Kind.ENOS.value,
+            data_schema=self.add_suggested_values_to_schema(ENOS_SCHEMA, user_input),
+            errors=errors,
+        )
 
     async def async_step_miling(
         self, user_input: dict[str, Any] | None = None
@@ -178,11 +337,6 @@ class FirmwareHubConfigFlow(ConfigFlow, domain=DOMAIN):
             step_id=Kind.MILING.value,
             data_schema=self.add_suggested_values_to_schema(MILING_SCHEMA, user_input),
             errors=errors,
-        )
-
-    def _kind_not_available(self, kind: Kind) -> ConfigFlowResult:
-        return self.async_abort(
-            reason="kind_not_available", description_placeholders={"kind": kind.value}
         )
 
     async def async_step_reauth(
@@ -205,12 +359,15 @@ class FirmwareHubConfigFlow(ConfigFlow, domain=DOMAIN):
                 return self.async_update_reload_and_abort(
                     entry, data_updates=user_input
                 )
-        suggested = user_input or {CONF_USERNAME: entry.data[CONF_USERNAME]}
+        if entry.data[CONF_KIND] == Kind.ENOS:
+            schema = ENOS_CREDENTIALS_SCHEMA
+            suggested = user_input or {}
+        else:
+            schema = CREDENTIALS_SCHEMA
+            suggested = user_input or {CONF_USERNAME: entry.data[CONF_USERNAME]}
         return self.async_show_form(
             step_id="reauth_confirm",
-            data_schema=self.add_suggested_values_to_schema(
-                CREDENTIALS_SCHEMA, suggested
-            ),
+            data_schema=self.add_suggested_values_to_schema(schema, suggested),
             errors=errors,
             description_placeholders={"name": entry.title},
         )
@@ -221,11 +378,7 @@ class FirmwareHubConfigFlow(ConfigFlow, domain=DOMAIN):
         """Change how the device is reached (address, ports, credentials...)."""
         entry = self._get_reconfigure_entry()
         kind = Kind(entry.data[CONF_KIND])
-        schema = (
-            HIKVISION_RECONFIGURE_SCHEMA
-            if kind is Kind.HIKVISION
-            else KIND_SCHEMAS[kind]
-        )
+        schema = RECONFIGURE_SCHEMAS.get(kind) or KIND_SCHEMAS[kind]
         errors: dict[str, str] = {}
         if user_input is not None:
             changes = {key: value for key, value in user_input.items() if value != ""}
@@ -286,6 +439,8 @@ class OptionsFlowHandler(OptionsFlowWithReload):
             if bridge:
                 options[CONF_AUTO_DOWNLOAD] = bool(user_input[CONF_AUTO_DOWNLOAD])
                 options[CONF_HANDOFF_TIMEOUT] = int(user_input[CONF_HANDOFF_TIMEOUT])
+            if user_input.get(CONF_CA_FILE):
+                options[CONF_CA_FILE] = user_input[CONF_CA_FILE]
             return self.async_create_entry(data=options)
         current = self.config_entry.options
         fields: dict[Any, Any] = {
@@ -307,6 +462,13 @@ class OptionsFlowHandler(OptionsFlowWithReload):
                     default=current.get(CONF_HANDOFF_TIMEOUT, DEFAULT_HANDOFF_TIMEOUT),
                 )
             ] = _minutes(1, MAX_CHECK_INTERVAL)
+        if self.config_entry.data[CONF_KIND] == Kind.ENOS:
+            fields[
+                vol.Optional(
+                    CONF_CA_FILE,
+                    description={"suggested_value": current.get(CONF_CA_FILE)},
+                )
+            ] = str
         return self.async_show_form(step_id="init", data_schema=vol.Schema(fields))
 
 
@@ -323,5 +485,5 @@ def _minutes(low: int, high: int) -> NumberSelector:
 
 
 def _without_password(values: Mapping[str, Any]) -> dict[str, Any]:
-    """Suggest the stored connection, but never send a stored password to a form."""
-    return {key: value for key, value in values.items() if key != CONF_PASSWORD}
+    """Suggest the stored connection, but never send a stored secret to a form."""
+    return {key: value for key, value in values.items() if key not in _SECRETS}

@@ -53,3 +53,18 @@ CONF_MAX_PACKAGE_MB: Final = "max_package_mb"
 DEFAULT_MILING_WS_PORT: Final = 6007
 DEFAULT_MILING_HTTP_PORT: Final = 6008
 DEFAULT_MAX_PACKAGE_MB: Final = 64
+
+# EnOS.
+CONF_TLS: Final = "tls"
+CONF_PRODUCT_KEY: Final = "product_key"
+CONF_DEVICE_KEY: Final = "device_key"
+CONF_DEVICE_SECRET: Final = "device_secret"  # noqa: S105 - a config key, not a secret
+CONF_SIGN_METHOD: Final = "sign_method"
+CONF_FIRMWARE_VERSION: Final = "firmware_version"
+CONF_FILE_BASE_URL: Final = "file_base_url"
+CONF_CA_FILE: Final = "ca_file"
+DEFAULT_ENOS_PORT: Final = 18883
+SIGN_METHODS: Final = ("sha256", "sha1", "md5")
+
+# ONVIF.
+DEFAULT_ONVIF_PORT: Final = 80

@@ -10,7 +10,7 @@ touch the device (it may be rebooting) and entities stay available.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -37,6 +37,7 @@ from homeassistant.helpers.event import async_track_point_in_utc_time
 from homeassistant.helpers.storage import Store
 from homeassistant.helpers.update_coordinator import DataUpdateCoordinator, UpdateFailed
 from homeassistant.util import dt as dt_util
+from yarl import URL
 
 from .backends.base import (
     BackendError,
@@ -44,20 +45,31 @@ from .backends.base import (
     FirmwareBackend,
     InstallError,
     InstallRefusedError,
+    InvalidRequestError,
 )
 from .backends.bridge import BridgeBackend, HandOff, MemoryPersistence, Persistence
+from .backends.enos import EnosBackend
 from .backends.hikvision import HikvisionBackend
 from .backends.miling import MilingBackend
+from .backends.onvif import OnvifBackend
 from .const import (
     CONF_AUTO_DOWNLOAD,
+    CONF_CA_FILE,
     CONF_CHECK_INTERVAL,
     CONF_DEVICE_ID,
+    CONF_DEVICE_KEY,
+    CONF_DEVICE_SECRET,
     CONF_DEVICE_TYPE,
+    CONF_FILE_BASE_URL,
+    CONF_FIRMWARE_VERSION,
     CONF_HANDOFF_TIMEOUT,
     CONF_HTTP_PORT,
     CONF_KIND,
     CONF_MAX_PACKAGE_MB,
+    CONF_PRODUCT_KEY,
     CONF_PROG_VERSION,
+    CONF_SIGN_METHOD,
+    CONF_TLS,
     CONF_WS_PORT,
     DEFAULT_AUTO_DOWNLOAD,
     DEFAULT_CHECK_INTERVAL,
@@ -71,7 +83,9 @@ from .const import (
 )
 from .models import DeviceIdentity, FirmwareState, Phase
 from .packages import PackageStore
+from .protocols.enos import EnosCredentials
 from .protocols.isapi import IsapiClient
+from .protocols.onvif import OnvifClient
 
 type FirmwareHubConfigEntry = ConfigEntry[FirmwareHubData]
 
@@ -143,6 +157,37 @@ def create_backend(
             prog_version=data[CONF_PROG_VERSION],
             max_package_bytes=int(data[CONF_MAX_PACKAGE_MB]) * 1024 * 1024,
             **_bridge_settings(hass, options, entry_id),
+        )
+    if kind is Kind.ENOS:
+        return EnosBackend(
+            async_get_clientsession(hass),
+            host=data[CONF_HOST],
+            port=data[CONF_PORT],
+            tls=data[CONF_TLS],
+            credentials=EnosCredentials(
+                data[CONF_PRODUCT_KEY],
+                data[CONF_DEVICE_KEY],
+                data[CONF_DEVICE_SECRET],
+                data[CONF_SIGN_METHOD],
+            ),
+            installed_version=data[CONF_FIRMWARE_VERSION],
+            file_base_url=data.get(CONF_FILE_BASE_URL),
+            ca_file=options.get(CONF_CA_FILE),
+            **_bridge_settings(hass, options, entry_id),
+        )
+    if kind is Kind.ONVIF:
+        # onvif-zeep-async builds its own aiohttp sessions for SOAP (one client per
+        # entry, closed on unload); Home Assistant's carries the firmware upload.
+        # ValueError: not a host name or address (a URL, spaces...).
+        URL.build(scheme="http", host=data[CONF_HOST], port=data[CONF_PORT])
+        return OnvifBackend(
+            OnvifClient(
+                host=data[CONF_HOST],
+                port=data[CONF_PORT],
+                username=data[CONF_USERNAME],
+                password=data[CONF_PASSWORD],
+            ),
+            async_get_clientsession(hass),
         )
     raise ValueError(f"unsupported kind {kind}")  # config flow never creates one
 
@@ -224,6 +269,7 @@ class FirmwareCoordinator(DataUpdateCoordinator[FirmwareState]):
         if isinstance(backend, BridgeBackend):
             # Pushes (offers, connection changes) arrive as new states.
             backend.attach(self.async_set_updated_data)
+            backend.on_auth_failed = lambda: entry.async_start_reauth(hass)
             # A hand-off pending from before a restart keeps its deadline.
             self._schedule_handoff_timeout()
 
@@ -297,6 +343,52 @@ class FirmwareCoordinator(DataUpdateCoordinator[FirmwareState]):
                 self._schedule_handoff_timeout()
                 return
             self._install_succeeded(final)
+
+    async def async_install_file(self, path: Path) -> None:
+        """Install a firmware file (`install_firmware_file`); one install at a time.
+
+        The sibling of `async_install` for devices that take an uploaded file: the
+        same lock, progress, events and repair issues. Returns once the device runs
+        the new firmware (verified) or raises why not.
+        """
+        self._refuse_while_installing()
+        async with self._install_lock:
+            try:
+                final = await self.backend.async_install_file(
+                    path, self.async_set_updated_data
+                )
+            except InstallRefusedError as err:
+                raise translated_error(err) from err
+            except InstallError as err:
+                # The file's version is unknown: the event carries none.
+                self._install_failed(None, err)
+                raise translated_error(err) from err
+            self.async_set_updated_data(final)
+            self._install_succeeded(final)
+
+    async def async_device_action[T](self, action: Callable[[], Awaitable[T]]) -> T:
+        """Run an action that changes the device (apply settings), not mid-install.
+
+        A request the device cannot take (`InvalidRequestError`: nothing was sent) is
+        the caller's mistake, a `ServiceValidationError`; refused credentials start
+        re-authentication. The backend's new state (read back) is published.
+        """
+        self._refuse_while_installing()
+        try:
+            result = await action()
+        except InvalidRequestError as err:
+            raise ServiceValidationError(
+                translation_domain=DOMAIN,
+                translation_key=err.key,
+                translation_placeholders={"error": str(err), **err.placeholders},
+            ) from err
+        except DeviceAuthError as err:
+            self.config_entry.async_start_reauth(self.hass)
+            raise translated_error(err) from err
+        except BackendError as err:
+            raise translated_error(err) from err
+        self.async_set_updated_data(self.backend.state)
+        return result
 
     def _install_failed(self, version: str | None, err: InstallError) -> None:
         self.async_set_updated_data(self.backend.state)

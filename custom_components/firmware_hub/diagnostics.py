@@ -15,6 +15,9 @@ from .coordinator import FirmwareHubConfigEntry
 TO_REDACT = {
     CONF_PASSWORD,
     CONF_USERNAME,
+    "device_secret",
+    "product_key",
+    "device_key",
     CONF_HOST,
     "unique_id",
     "serial_number",

@@ -17,7 +17,10 @@ No Home Assistant imports; file I/O runs in the executor, never on the event loo
 from __future__ import annotations
 
 import asyncio
+import bisect
+from collections import deque
 from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 import hashlib
 import json
@@ -112,6 +115,66 @@ class _Hashes:
         self.size += len(data)
 
 
+class _Sink:
+    """Writes and checksums a stream in order, beside the network reads.
+
+    Three single-thread executors, one each for the file, the MD5 and the SHA-256
+    (file writes and hashlib release the GIL), so receiving, writing and both
+    checksums overlap. At most `_MAX_PENDING` chunks wait, which bounds memory.
+    """
+
+    _MAX_PENDING: Final = 8
+
+    def __init__(self, handle: IO[bytes]) -> None:
+        self._handle = handle
+        self.hashes = _Hashes()
+        self.size = 0
+        self._threads = [
+            ThreadPoolExecutor(1, thread_name_prefix=f"firmware_hub_{name}")
+            for name in ("write", "md5", "sha256")
+        ]
+        self._pending: deque[asyncio.Future[Any]] = deque()
+
+    async def feed(self, data: bytes) -> None:
+        """Queue `data` for writing and checksumming."""
+        loop = asyncio.get_running_loop()
+        self.size += len(data)
+        self.hashes.size += len(data)
+        write, md5, sha256 = self._threads
+        self._pending.append(
+            asyncio.gather(
+                loop.run_in_executor(write, self._handle.write, data),
+                loop.run_in_executor(md5, self.hashes.md5.update, data),
+                loop.run_in_executor(sha256, self.hashes.sha256.update, data),
+            )
+        )
+        if len(self._pending) > self._MAX_PENDING:
+            await self._pending.popleft()
+
+    async def drain(self) -> None:
+        """Wait until everything fed is written and checksummed."""
+        while self._pending:
+            await self._pending.popleft()
+
+    async def restart(self) -> None:
+        """Forget everything written (the server sends the file from the start)."""
+        await self.drain()
+        await asyncio.get_running_loop().run_in_executor(
+            self._threads[0], _truncate, self._handle
+        )
+        self.hashes = _Hashes()
+        self.size = 0
+
+    async def close(self) -> None:
+        """Finish pending work, close the file, stop the threads."""
+        try:
+            await self.drain()
+        finally:
+            await _run(self._handle.close)
+            for thread in self._threads:
+                await _run(thread.shutdown)
+
+
 def _same_hex(announced: str | None, actual: str) -> bool:
     return announced is None or announced.strip().lower() == actual
 
@@ -172,53 +235,51 @@ class PackageStore:
         retry = retry or RetryPolicy()
         await _run(self._prepare, expected.size)
         temp = self.root / f".download-{secrets.token_hex(8)}{_PARTIAL_SUFFIX}"
-        handle: IO[bytes] = await _run(temp.open, "wb")
+        sink = _Sink(await _run(temp.open, "wb"))
         try:
-            hashes = await self._stream(
-                session, url, handle, expected, progress, headers or {}, retry
+            await self._stream(
+                session, url, sink, expected, progress, headers or {}, retry
             )
-            await _run(handle.close)
-            md5, sha256 = _verify(hashes, expected)
+            await sink.close()
+            md5, sha256 = _verify(sink.hashes, expected)
             final = await _run(self.finish, temp, sha256)
         except BaseException:
-            await _run(handle.close)
+            await sink.close()
             await _run(temp.unlink, True)
             raise
-        return Package(final, hashes.size, md5, sha256)
+        return Package(final, sink.hashes.size, md5, sha256)
 
     async def _stream(
         self,
         session: aiohttp.ClientSession,
         url: str,
-        handle: IO[bytes],
+        sink: _Sink,
         expected: Expected,
         progress: Progress | None,
         headers: dict[str, str],
         retry: RetryPolicy,
-    ) -> _Hashes:
-        hashes = _Hashes()
+    ) -> None:
         total = expected.size
         failures = 0
         timeout = aiohttp.ClientTimeout(total=None, sock_read=retry.timeout)
         while True:
             request_headers = dict(headers)
-            if hashes.size:
-                request_headers[hdrs.RANGE] = f"bytes={hashes.size}-"
+            if sink.size:
+                request_headers[hdrs.RANGE] = f"bytes={sink.size}-"
             try:
                 async with session.get(
                     url, headers=request_headers, timeout=timeout
                 ) as resp:
-                    hashes = await self._resume_point(resp, handle, hashes)
+                    await self._resume_point(resp, sink)
                     if total is None and resp.content_length is not None:
-                        total = hashes.size + resp.content_length
+                        total = sink.size + resp.content_length
                     async for data in resp.content.iter_chunked(STREAM_CHUNK):
-                        await _run(handle.write, data)
-                        hashes.update(data)
-                        if total is not None and hashes.size > total:
+                        await sink.feed(data)
+                        if total is not None and sink.size > total:
                             raise IntegrityError("more data than announced")
                         if progress is not None:
-                            progress(hashes.size, total)
-                    return hashes
+                            progress(sink.size, total)
+                    return
             except (aiohttp.ClientError, TimeoutError) as err:
                 failures += 1
                 if failures >= retry.attempts:
@@ -228,28 +289,25 @@ class PackageStore:
                 delay = retry.delay(failures)
                 _LOGGER.info(
                     "Package download interrupted at %d bytes (%r); retrying in %.1f s",
-                    hashes.size,
+                    sink.size,
                     err,
                     delay,
                 )
                 await asyncio.sleep(delay)
 
     @staticmethod
-    async def _resume_point(
-        resp: aiohttp.ClientResponse, handle: IO[bytes], hashes: _Hashes
-    ) -> _Hashes:
-        """Check the answer; return the hashes to continue from."""
+    async def _resume_point(resp: aiohttp.ClientResponse, sink: _Sink) -> None:
+        """Check the answer; start over when a resume was not honoured."""
         if 400 <= resp.status < 500:  # noqa: PLR2004
             raise DownloadError(f"HTTP {resp.status} for the package")
         resp.raise_for_status()
-        if not hashes.size:
-            return hashes
+        if not sink.size:
+            return
         if resp.status != 206:  # noqa: PLR2004
             _LOGGER.debug("Server ignored Range; restarting the download")
-            await _run(_truncate, handle)
-            return _Hashes()
-        _check_content_range(resp, hashes.size)
-        return hashes
+            await sink.restart()
+            return
+        _check_content_range(resp, sink.size)
 
     async def open_partial(self, name: str, size: int) -> PartialFile:
         """Open (or resume) a chunked download; `name` must be a safe local key.
@@ -309,8 +367,9 @@ def _check_content_range(resp: aiohttp.ClientResponse, start: int) -> None:
 class PartialFile:
     """A file assembled from chunks at offsets, resumable across restarts.
 
-    Which chunks are done is kept in a small JSON file beside the data, written
-    after the data is flushed, so a chunk marked done is really on disk.
+    What is done is kept as merged byte ranges (a handful, however many chunks)
+    in a small JSON file beside the data, written after the data is flushed, so a
+    range marked done is really on disk.
     """
 
     def __init__(self, store: PackageStore, path: Path, size: int) -> None:
@@ -319,8 +378,10 @@ class PartialFile:
         self.path = path
         self.size = size
         self._state_path = path.with_name(path.name + _STATE_SUFFIX)
-        #: Chunks written: start offset → length.
-        self.done: dict[int, int] = {}
+        #: Written byte ranges [start, end), sorted and merged.
+        self._starts: list[int] = []
+        self._ends: list[int] = []
+        self.bytes_done = 0
         self._handle: IO[bytes] | None = None
 
     def _file(self) -> IO[bytes]:
@@ -329,31 +390,57 @@ class PartialFile:
         return self._handle
 
     def load(self) -> None:
-        """Open the data file and read which chunks are done (executor)."""
+        """Open the data file and read which ranges are done (executor)."""
         state: dict[str, Any] = {}
         if self.path.exists() and self._state_path.exists():
             try:
                 state = json.loads(self._state_path.read_text())
             except OSError, ValueError:
                 state = {}
-        chunks = state.get("done")
-        if state.get("size") == self.size and isinstance(chunks, list):
-            self.done = dict(chunk for chunk in chunks if _is_chunk(chunk, self.size))
+        ranges = state.get("done")
+        self._starts, self._ends, self.bytes_done = [], [], 0
+        if state.get("size") == self.size and isinstance(ranges, list):
+            for item in ranges:
+                if _is_chunk(item, self.size):
+                    self._add(item[0], item[0] + item[1])
             self._handle = self.path.open("r+b")
         else:
-            self.done = {}
             self._handle = self.path.open("w+b")
             self._handle.truncate(self.size)
+
+    def _add(self, start: int, end: int) -> None:
+        """Mark [start, end) written, merging with neighbouring ranges."""
+        index = bisect.bisect_left(self._starts, start)
+        # Merge with the range before when it touches or overlaps.
+        if index and self._ends[index - 1] >= start:
+            index -= 1
+            start = self._starts[index]
+            end = max(end, self._ends[index])
+            self.bytes_done -= self._ends[index] - self._starts[index]
+            del self._starts[index], self._ends[index]
+        # Swallow the ranges after it that it reaches.
+        while index < len(self._starts) and self._starts[index] <= end:
+            end = max(end, self._ends[index])
+            self.bytes_done -= self._ends[index] - self._starts[index]
+            del self._starts[index], self._ends[index]
+        self._starts.insert(index, start)
+        self._ends.insert(index, end)
+        self.bytes_done += end - start
+
+    def covered(self, start: int, end: int) -> bool:
+        """Return whether [start, end) is entirely written."""
+        index = bisect.bisect_right(self._starts, start) - 1
+        return index >= 0 and self._ends[index] >= end
+
+    @property
+    def ranges(self) -> list[tuple[int, int]]:
+        """Return the written ranges as (start, end) pairs."""
+        return list(zip(self._starts, self._ends, strict=True))
 
     @property
     def paths(self) -> tuple[Path, Path]:
         """Return the data and state files (to keep when pruning)."""
         return self.path, self._state_path
-
-    @property
-    def bytes_done(self) -> int:
-        """Return how many bytes are written."""
-        return sum(self.done.values())
 
     def _write(self, start: int, data: bytes) -> None:
         # Positional: several chunks are written concurrently from the executor.
@@ -364,30 +451,29 @@ class PartialFile:
         if start < 0 or start + len(data) > self.size:
             raise IntegrityError(f"chunk {start}+{len(data)} outside 0..{self.size}")
         await _run(self._write, start, data)
-        self.done[start] = len(data)
+        self._add(start, start + len(data))
 
-    def _save_state(self) -> None:
+    def _save_state(self, ranges: list[list[int]]) -> None:
         handle = self._file()
         handle.flush()
         os.fsync(handle.fileno())
         temp = self._state_path.with_name(self._state_path.name + ".tmp")
-        temp.write_text(
-            json.dumps({"size": self.size, "done": sorted(self.done.items())})
-        )
+        temp.write_text(json.dumps({"size": self.size, "done": ranges}))
         temp.replace(self._state_path)
 
     async def checkpoint(self) -> None:
-        """Persist which chunks are done (call now and then, and before stopping)."""
-        await _run(self._save_state)
+        """Persist which ranges are done (call now and then, and before stopping)."""
+        ranges = [
+            [start, end - start]
+            for start, end in zip(self._starts, self._ends, strict=True)
+        ]
+        await _run(self._save_state, ranges)
 
     def missing(self) -> int | None:
-        """Return the first offset no written chunk covers (None: complete)."""
-        covered = 0
-        for start, length in sorted(self.done.items()):
-            if start > covered:
-                return covered
-            covered = max(covered, start + length)
-        return None if covered >= self.size else covered
+        """Return the first offset no written range covers (None: complete)."""
+        if not self._starts or self._starts[0] > 0:
+            return 0
+        return None if self._ends[0] >= self.size else self._ends[0]
 
     def _complete(self) -> Package:
         if (gap := self.missing()) is not None:

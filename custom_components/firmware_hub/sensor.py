@@ -16,9 +16,11 @@ from homeassistant.core import HomeAssistant
 from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
 from homeassistant.helpers.typing import StateType
 
+from .const import Kind
 from .coordinator import FirmwareHubConfigEntry
 from .entity import FirmwareHubEntity
 from .models import FirmwareState, Phase
+from .onvif_sensors import onvif_sensors
 
 # Read-only entities fed by the coordinator.
 PARALLEL_UPDATES = 0
@@ -66,11 +68,14 @@ async def async_setup_entry(
     entry: FirmwareHubConfigEntry,
     async_add_entities: AddConfigEntryEntitiesCallback,
 ) -> None:
-    """Set up the firmware sensors."""
+    """Set up the firmware sensors (and an ONVIF camera's settings sensors)."""
     coordinator = entry.runtime_data.coordinator
-    async_add_entities(
+    sensors: list[SensorEntity] = [
         FirmwareSensor(coordinator, description) for description in SENSORS
-    )
+    ]
+    if coordinator.kind is Kind.ONVIF:
+        sensors.extend(onvif_sensors(coordinator))
+    async_add_entities(sensors)
 
 
 class FirmwareSensor(FirmwareHubEntity, SensorEntity):

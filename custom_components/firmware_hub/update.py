@@ -55,8 +55,14 @@ class FirmwareUpdateEntity(FirmwareHubEntity, UpdateEntity):
         features = UpdateEntityFeature(0)
         if coordinator.backend.has_release_notes:
             features |= UpdateEntityFeature.RELEASE_NOTES
+        if coordinator.backend.specific_version:
+            features |= UpdateEntityFeature.SPECIFIC_VERSION
         if coordinator.backend.can_install:
             features |= UpdateEntityFeature.INSTALL | UpdateEntityFeature.PROGRESS
+        elif coordinator.backend.can_install_file:
+            # ONVIF: no offer to install (latest = installed), so no INSTALL; a file
+            # installed with install_firmware_file still shows its progress here.
+            features |= UpdateEntityFeature.PROGRESS
         self._attr_supported_features = features
 
     @property

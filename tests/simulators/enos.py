@@ -831,6 +831,8 @@ class EnosCloud:
         self._publish(topic + "_reply", json.dumps(body).encode())
 
     def _on_message(self, topic: str, payload: bytes) -> None:
+        if self._client is None:
+            return  # a message still queued when the cloud stopped
         match = _OTA_TOPIC_RE.fullmatch(topic)
         if match is None:
             return

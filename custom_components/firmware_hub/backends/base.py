@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import Any, ClassVar
 
 from ..models import DeviceIdentity, FirmwareState
@@ -54,6 +55,19 @@ class InstallRefusedError(InstallError):
     """An install refused before anything was sent to the device."""
 
 
+class InvalidRequestError(BackendError):
+    """A request the device cannot take, refused before anything was sent.
+
+    The caller's mistake (a value outside the device's range, a setting it does not
+    have): the Home Assistant layer raises it as a `ServiceValidationError`.
+    """
+
+    def __init__(self, key: str, message: str, **placeholders: str) -> None:
+        """Initialize with the translation key of what is wrong."""
+        super().__init__(message, **placeholders)
+        self.key = key
+
+
 class FirmwareBackend(ABC):
     """One device's firmware lifecycle over its protocol."""
 
@@ -66,6 +80,10 @@ class FirmwareBackend(ABC):
     polls: ClassVar[bool] = True
     #: Whether offers come with a change log (the update entity's release notes).
     has_release_notes: ClassVar[bool] = True
+    #: Whether the user can pick one of several offered versions.
+    specific_version: ClassVar[bool] = False
+    #: Whether the device takes a firmware file (the install_firmware_file action).
+    can_install_file: ClassVar[bool] = False
 
     def __init__(self) -> None:
         """Start from an empty state."""
@@ -100,6 +118,15 @@ class FirmwareBackend(ABC):
     async def async_restart(self) -> None:
         """Restart the device."""
         raise DeviceResponseError(f"{self.kind} devices cannot be restarted")
+
+    async def async_install_file(self, path: Path, publish: Publish) -> FirmwareState:
+        """Install the firmware file at `path`, publishing every step.
+
+        Returns the final state; raises `InstallError` after publishing a failed state.
+        """
+        raise InstallRefusedError(
+            "not_supported", f"{self.kind} devices take no firmware file"
+        )
 
     def diagnostics(self) -> Mapping[str, Any]:
         """Return protocol documents worth seeing in diagnostics (not yet redacted)."""

@@ -121,12 +121,15 @@ class BridgeBackend(FirmwareBackend):
         self.handoff_timeout = handoff_timeout
         self.auto_download = auto_download
         self._installed = installed_version
+        self._configured = installed_version
         self._offers: dict[str, BridgeOffer] = {}
         self._ready: dict[str, Package] = {}
         self._downloads: dict[str, asyncio.Task[Package]] = {}
         self.handoff: HandOff | None = None
         self._publish: Publish | None = None
         self._connected = False
+        #: Called when the cloud refuses the credentials (Home Assistant: reauth).
+        self.on_auth_failed: Callable[[], None] | None = None
         self._state = self._compose()
 
     # ------------------------------------------------------------ state
@@ -189,7 +192,11 @@ class BridgeBackend(FirmwareBackend):
     async def async_restore(self) -> None:
         """Load offers, verified packages and a pending hand-off."""
         data = await self._persistence.async_load() or {}
-        if isinstance(installed := data.get("installed_version"), str):
+        # The stored version (updated by installs) wins, unless the user has since
+        # changed the configured one (the device was flashed another way).
+        if data.get("configured_version") == self._configured and isinstance(
+            installed := data.get("installed_version"), str
+        ):
             self._installed = installed
         for raw in data.get("offers", []):
             try:
@@ -216,6 +223,7 @@ class BridgeBackend(FirmwareBackend):
     async def _persist(self) -> None:
         await self._persistence.async_save(
             {
+                "configured_version": self._configured,
                 "installed_version": self._installed,
                 "offers": [asdict(offer) for offer in self._offers.values()],
                 "ready": [
@@ -243,6 +251,13 @@ class BridgeBackend(FirmwareBackend):
         self._emit(last_check=datetime.now(UTC))
         if self._latest() is offer:
             self.resume()
+
+    async def async_set_offers(self, offers: list[BridgeOffer]) -> None:
+        """Replace the offers with the cloud's current list (a version check)."""
+        self._offers = {offer.version: offer for offer in offers}
+        await self._persist()
+        self._emit(last_check=datetime.now(UTC))
+        self.resume()
 
     def _start_download(self, offer: BridgeOffer) -> asyncio.Task[Package]:
         task = self._downloads.get(offer.version)
@@ -378,7 +393,9 @@ class BridgeBackend(FirmwareBackend):
         self.handoff = None
         await self._persist()
         self._emit(phase=Phase.FAILED, progress=None, error="hand-off timed out")
-        await self.on_result(handoff, success=False, message="hand-off timed out")
+        await self.on_result(
+            handoff, success=False, message="hand-off timed out", timed_out=True
+        )
         raise InstallError(
             "handoff_timeout",
             f"the device did not report a result for {handoff.version} in time",
@@ -414,10 +431,12 @@ class BridgeBackend(FirmwareBackend):
         """Log in / register once with the cloud, then disconnect."""
 
     async def async_close(self) -> None:
-        """Stop background downloads."""
-        for task in self._downloads.values():
-            task.cancel()
+        """Stop background downloads (they save their progress as they stop)."""
+        tasks = list(self._downloads.values())
         self._downloads.clear()
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
 
     # ------------------------------------------------------------ kind hooks
 
@@ -440,7 +459,12 @@ class BridgeBackend(FirmwareBackend):
 
     @abstractmethod
     async def on_result(
-        self, handoff: HandOff, *, success: bool, message: str | None
+        self,
+        handoff: HandOff,
+        *,
+        success: bool,
+        message: str | None,
+        timed_out: bool = False,
     ) -> None:
         """Tell the cloud how the install went."""
 

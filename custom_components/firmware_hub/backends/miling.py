@@ -64,7 +64,7 @@ class RegistrationRefusedError(BackendError):
 class MilingTiming:
     """Retry behaviour of chunk downloads (tests shorten it)."""
 
-    attempts: int = 6  # per chunk, for retryable errors
+    attempts: int = 10  # per chunk, for retryable errors (Status 2 is routine)
     backoff: float = 0.5
     max_backoff: float = 10.0
     request_timeout: float = 10.0
@@ -134,7 +134,6 @@ class MilingBackend(BridgeBackend):
             request_timeout=self._timing.request_timeout,
             backoff=self._timing.reconnect,
         )
-        self._load_condition = 0
         self._tasks: set[asyncio.Task[None]] = set()
 
     # ------------------------------------------------------------ connection
@@ -253,7 +252,6 @@ class MilingBackend(BridgeBackend):
         await self._reply(status)
         if status != UpgradeStatus.ACCEPTED:
             return
-        self._load_condition = request.load_condition
         await self.async_offer(
             BridgeOffer(
                 version=request.prog_version,
@@ -278,10 +276,17 @@ class MilingBackend(BridgeBackend):
             f"{file_name}\0{size}\0{offer.version}".encode()
         ).hexdigest()
         partial = await self.store.open_partial(key[:32], size)
-        todo = [r for r in chunk_ranges(size) if r[0] not in partial.done]
+        todo = [r for r in chunk_ranges(size) if not partial.covered(r[0], r[1] + 1)]
         progress(partial.bytes_done, size)
         try:
-            await self._fetch_all(file_name, size, todo, partial, progress)
+            await self._fetch_all(
+                file_name,
+                size,
+                todo,
+                partial,
+                progress,
+                in_flight(int(offer.source.get("load_condition", 0))),
+            )
         except ChunkMissingError as err:
             await partial.discard()
             raise DeviceResponseError(f"the server no longer has {file_name}") from err
@@ -302,6 +307,7 @@ class MilingBackend(BridgeBackend):
         todo: list[tuple[int, int]],
         partial: PartialFile,
         progress: Callable[[int, int | None], None],
+        workers_wanted: int,
     ) -> None:
         queue = iter(todo)
         written = 0
@@ -319,7 +325,7 @@ class MilingBackend(BridgeBackend):
         loop = asyncio.get_running_loop()
         workers = [
             loop.create_task(worker())
-            for _ in range(min(in_flight(self._load_condition), max(1, len(todo))))
+            for _ in range(min(workers_wanted, max(1, len(todo))))
         ]
         try:
             await asyncio.gather(*workers)
@@ -356,7 +362,12 @@ class MilingBackend(BridgeBackend):
     # ------------------------------------------------------------ result
 
     async def on_result(
-        self, handoff: HandOff, *, success: bool, message: str | None
+        self,
+        handoff: HandOff,
+        *,
+        success: bool,
+        message: str | None,
+        timed_out: bool = False,
     ) -> None:
         """Register again with the new version (the protocol's proof of success)."""
         if not success:

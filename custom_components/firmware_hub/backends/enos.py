@@ -1,0 +1,329 @@
+"""EnOS bridge: Home Assistant as the device side of EnOS cloud OTA over MQTT.
+
+On every (re)connect the installed version is reported (`ota.device.inform`);
+pushed offers (`ota.device.upgrade`) are answered at once (200, or ≥ 2000 for a
+malformed one) and `ota.device.getversion` is asked at each check. An install
+downloads the package (absolute URL, or a path relative to `file_base_url`),
+verifies size and checksum while streaming, reports throttled progress steps and
+hands the package to the real device; its result becomes step 100 plus an inform
+of the new version, or a failure step (-1 upgrade failed, -2 download failed,
+-3 verification failed, -4 burning failed).
+
+No Home Assistant imports.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass, field
+import logging
+import random
+import time
+from typing import Any, Final
+from urllib.parse import urljoin, urlsplit
+
+import aiohttp
+
+from ..models import DeviceIdentity, FirmwareState
+from ..packages import DownloadError, Expected, Package, PackageStore, RetryPolicy
+from ..protocols.enos import (
+    CODE_INVALID_REQUEST,
+    CODE_SUCCESS,
+    METHOD_PROGRESS,
+    TOPIC_PROGRESS,
+    EnosAuthError,
+    EnosClient,
+    EnosConnectionError,
+    EnosCredentials,
+    EnosError,
+    EnosPayloadError,
+    EnosTiming,
+    FirmwareOffer as EnosOffer,
+)
+from .base import DeviceAuthError, DeviceConnectionError
+from .bridge import BridgeBackend, BridgeOffer, HandOff, Persistence
+
+_LOGGER = logging.getLogger(__name__)
+
+MANUFACTURER: Final = "EnOS"
+
+STEP_UPGRADE_FAILED: Final = -1
+STEP_DOWNLOAD_FAILED: Final = -2
+STEP_VERIFY_FAILED: Final = -3
+STEP_BURN_FAILED: Final = -4
+STEP_DONE: Final = 100
+#: Download progress is reported as steps 0..90; 100 only once the device succeeded.
+DOWNLOAD_STEPS: Final = 90
+
+
+@dataclass(frozen=True, slots=True)
+class EnosBridgeTiming:
+    """Pacing of the EnOS bridge (tests shorten it)."""
+
+    protocol: EnosTiming = field(default_factory=EnosTiming)
+    download: RetryPolicy = field(default_factory=RetryPolicy)
+    #: Progress reports: at most one per this many seconds, or per 10 steps.
+    progress_interval: float = 2.0
+    first_connect_retry: float = 5.0
+    first_connect_retry_max: float = 300.0
+
+
+DEFAULT_TIMING = EnosBridgeTiming()
+
+
+def to_bridge_offer(offer: EnosOffer, msg_id: str | None = None) -> BridgeOffer:
+    """Return the bridge's view of an EnOS firmware object."""
+    return BridgeOffer(
+        version=offer.version,
+        size=offer.file_size,
+        md5=offer.sign if offer.sign_method == "md5" else None,
+        sha256=offer.sign if offer.sign_method == "sha256" else None,
+        source={"file_url": offer.file_url, "sign_method": offer.sign_method}
+        | ({"msg_id": msg_id} if msg_id else {}),
+    )
+
+
+class EnosBackend(BridgeBackend):
+    """A device whose firmware is published on EnOS, with Home Assistant as agent."""
+
+    kind = "enos"
+    can_check = True  # ota.device.getversion
+    specific_version = True  # getversion lists several versions
+
+    def __init__(  # noqa: PLR0913 - connection, identity and bridge settings
+        self,
+        session: aiohttp.ClientSession,
+        *,
+        host: str,
+        port: int,
+        tls: bool,
+        credentials: EnosCredentials,
+        installed_version: str,
+        file_base_url: str | None,
+        ca_file: str | None,
+        store: PackageStore,
+        persistence: Persistence,
+        handoff_timeout: float,
+        auto_download: bool,
+        timing: EnosBridgeTiming | None = None,
+    ) -> None:
+        """Initialize; nothing connects until `async_run`."""
+        super().__init__(
+            installed_version=installed_version,
+            store=store,
+            persistence=persistence,
+            handoff_timeout=handoff_timeout,
+            auto_download=auto_download,
+        )
+        self._session = session
+        self._credentials = credentials
+        self._file_base_url = file_base_url or None
+        self._timing = timing or DEFAULT_TIMING
+        self._client = EnosClient(
+            host,
+            port,
+            credentials,
+            tls=tls,
+            ca_file=ca_file or None,
+            timing=self._timing.protocol,
+        )
+        self._client.add_connected_listener(self._on_connected)
+        self._client.add_disconnected_listener(self._on_disconnected)
+        self._client.set_upgrade_handler(self._on_upgrade)
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._closed = asyncio.Event()
+        self._last_step = (-1, 0.0)
+
+    @property
+    def identity(self) -> DeviceIdentity:
+        """Return the device as configured: `{product_key}/{device_key}`."""
+        creds = self._credentials
+        return DeviceIdentity(
+            unique_id=f"{creds.product_key}/{creds.device_key}",
+            manufacturer=MANUFACTURER,
+            model=creds.product_key,
+            name=f"EnOS {creds.device_key}",
+            serial_number=creds.device_key,
+        )
+
+    # ------------------------------------------------------------ connection
+
+    async def async_check_cloud(self) -> None:
+        """Log in once (config flow): the cloud must accept the device's sign."""
+        try:
+            await self._client.connect()
+        except EnosAuthError as err:
+            raise DeviceAuthError(str(err)) from err
+        except EnosConnectionError as err:
+            raise DeviceConnectionError(str(err)) from err
+        finally:
+            await self._client.disconnect()
+
+    async def async_run(self) -> None:
+        """Log in (retrying until it works), then let the client reconnect."""
+        delay = self._timing.first_connect_retry
+        while not self._closed.is_set():
+            try:
+                await self._client.connect()
+            except EnosAuthError as err:
+                _LOGGER.error("EnOS refused the device's credentials: %s", err)  # noqa: TRY400
+                self._auth_failed()
+                return
+            except EnosError as err:
+                _LOGGER.info("EnOS unreachable (%s); retrying in %.0f s", err, delay)
+                await asyncio.sleep(delay * (0.5 + random.random() / 2))  # noqa: S311
+                delay = min(delay * 2, self._timing.first_connect_retry_max)
+                continue
+            break
+        await self._closed.wait()
+
+    def _auth_failed(self) -> None:
+        self.set_connected(False)
+        if self.on_auth_failed is not None:
+            self.on_auth_failed()
+
+    def _spawn(self, coro: Coroutine[Any, Any, Any]) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _on_connected(self) -> None:
+        """Report the installed version on every connect (EnOS requires it)."""
+        self.set_connected(True)
+        try:
+            await self._client.inform(self._installed)
+        except EnosError as err:
+            _LOGGER.warning("Could not report the firmware version to EnOS: %s", err)
+
+    def _on_disconnected(self, err: EnosError) -> None:
+        if isinstance(err, EnosAuthError):
+            _LOGGER.error("EnOS refused the device's credentials on reconnect")
+            self._auth_failed()
+            return
+        _LOGGER.info("Connection to EnOS lost (%s); reconnecting", err)
+        self.set_connected(False)
+
+    def _on_upgrade(
+        self, msg_id: str | None, offer: EnosOffer | EnosPayloadError
+    ) -> None:
+        """Answer a push at once; take a valid offer."""
+        if isinstance(offer, EnosPayloadError):
+            _LOGGER.warning("Malformed upgrade push from EnOS refused: %s", offer)
+            self._client.reply_upgrade(
+                msg_id, CODE_INVALID_REQUEST, f"invalid upgrade request: {offer}"
+            )
+            return
+        self._client.reply_upgrade(msg_id, CODE_SUCCESS)
+        self._spawn(self.async_offer(to_bridge_offer(offer, msg_id)))
+
+    async def async_refresh(self, *, check: bool) -> FirmwareState:
+        """Ask EnOS which versions it offers (`getversion`)."""
+        if not check:
+            return self.state
+        if not self._client.connected:
+            return self._set_state(self.state.evolve(error="not connected to EnOS"))
+        try:
+            offers = await self._client.get_versions()
+        except EnosError as err:
+            _LOGGER.warning("EnOS getversion failed: %s", err)
+            return self._set_state(self.state.evolve(error=f"getversion failed: {err}"))
+        await self.async_set_offers([to_bridge_offer(offer) for offer in offers])
+        return self._set_state(self.state.evolve(error=None))
+
+    # ------------------------------------------------------------ download
+
+    def resolve_url(self, file_url: str) -> str:
+        """Return an absolute http(s) URL for an offer's fileUrl."""
+        scheme = urlsplit(file_url).scheme.lower()
+        if scheme in ("http", "https"):
+            return file_url
+        if scheme == "enos-connect":
+            raise DownloadError(
+                "enos-connect:// packages need the EnOS HTTP broker, which this "
+                "version does not support"
+            )
+        if scheme:
+            raise DownloadError(f"unsupported package URL scheme {scheme!r}")
+        if not self._file_base_url:
+            raise DownloadError(
+                f"relative package URL {file_url!r} and no file base URL configured"
+            )
+        return urljoin(self._file_base_url.rstrip("/") + "/", file_url.lstrip("/"))
+
+    async def download(
+        self, offer: BridgeOffer, progress: Callable[[int, int | None], None]
+    ) -> Package:
+        """Stream the package, verifying size and checksum on the way."""
+        url = self.resolve_url(str(offer.source["file_url"]))
+        self._last_step = (-1, 0.0)
+        return await self.store.download(
+            self._session,
+            url,
+            Expected(size=offer.size, md5=offer.md5, sha256=offer.sha256),
+            progress=progress,
+            retry=self._timing.download,
+        )
+
+    def on_progress(self, offer: BridgeOffer, percent: int) -> None:
+        """Report download progress as increasing steps 0..90, throttled."""
+        step = percent * DOWNLOAD_STEPS // 100
+        last_step, last_time = self._last_step
+        now = time.monotonic()
+        if step <= last_step or (
+            step - last_step < 10  # noqa: PLR2004
+            and now - last_time < self._timing.progress_interval
+        ):
+            return
+        self._last_step = (step, now)
+        self._report(step, f"downloading {offer.version}")
+
+    def _report(self, step: int, desc: str) -> None:
+        if self._client.connected:
+            try:
+                self._client.send(
+                    TOPIC_PROGRESS, METHOD_PROGRESS, {"step": str(step), "desc": desc}
+                )
+            except EnosError as err:
+                _LOGGER.debug("Progress report not sent: %s", err)
+
+    async def on_download_failed(
+        self, offer: BridgeOffer, err: Exception, *, checksum: bool
+    ) -> None:
+        """Tell EnOS the download (-2) or its verification (-3) failed."""
+        step = STEP_VERIFY_FAILED if checksum else STEP_DOWNLOAD_FAILED
+        self._report(step, str(err)[:200])
+
+    async def on_handed_off(self, offer: BridgeOffer) -> None:
+        """Report the verified package as handed to the device."""
+        self._report(DOWNLOAD_STEPS, f"{offer.version} handed to the device")
+
+    async def on_result(
+        self,
+        handoff: HandOff,
+        *,
+        success: bool,
+        message: str | None,
+        timed_out: bool = False,
+    ) -> None:
+        """Step 100 and an inform of the new version, or a failure step."""
+        if success:
+            self._report(STEP_DONE, f"{handoff.version} installed")
+            if self._client.connected:
+                try:
+                    await self._client.inform(self._installed)
+                except EnosError as err:
+                    _LOGGER.warning("Could not report the new version: %s", err)
+            return
+        self._report(
+            STEP_UPGRADE_FAILED if timed_out else STEP_BURN_FAILED,
+            (message or "install failed")[:200],
+        )
+
+    async def async_close(self) -> None:
+        """Disconnect and stop background work."""
+        self._closed.set()
+        await self._client.disconnect()
+        for task in list(self._tasks):
+            task.cancel()
+        await super().async_close()

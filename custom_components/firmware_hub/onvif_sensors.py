@@ -1,0 +1,268 @@
+"""ONVIF settings sensors: one set per video encoder configuration, and imaging.
+
+Created at setup from what the camera reported then (`FirmwareState.details`):
+``encoders`` (configuration token → resolution, codec, fps, bitrate, GOV length) and
+``imaging`` (video source token → the imaging values the camera reports; a value it
+does not report gets no sensor). Encoder sensors are named after the configuration's
+first media profile (``Profile_L1S1 resolution``), which is what video software
+shows; imaging sensors carry the video source only when the camera has several.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from homeassistant.components.sensor import (
+    SensorDeviceClass,
+    SensorEntity,
+    SensorEntityDescription,
+)
+from homeassistant.const import EntityCategory, UnitOfDataRate
+from homeassistant.helpers.typing import StateType
+
+from .backends.onvif import IMAGING_VALUES
+from .coordinator import FirmwareCoordinator
+from .entity import FirmwareHubEntity
+
+ENCODERS = "encoders"
+IMAGING = "imaging"
+
+
+def _number(value: Any) -> StateType:
+    return value if isinstance(value, (int, float)) else None
+
+
+def _text(value: Any) -> StateType:
+    return value if isinstance(value, str) else None
+
+
+def _choice(options: list[str]) -> Callable[[Any], StateType]:
+    def value_fn(value: Any) -> StateType:
+        if not isinstance(value, str):
+            return None
+        choice = value.lower()
+        return choice if choice in options else None
+
+    return value_fn
+
+
+@dataclass(frozen=True, kw_only=True)
+class OnvifSensorEntityDescription(SensorEntityDescription):
+    """A value of one encoder configuration or video source."""
+
+    field: str
+    value_fn: Callable[[Any], StateType] = _number
+
+
+_CODECS = ["h264", "jpeg", "mpeg4"]
+_ON_OFF = ["on", "off"]
+_IR_CUT_FILTER = ["on", "off", "auto"]
+_EXPOSURE = ["auto", "manual"]
+
+ENCODER_SENSORS: tuple[OnvifSensorEntityDescription, ...] = (
+    OnvifSensorEntityDescription(
+        key="resolution",
+        translation_key="encoder_resolution",
+        field="resolution",
+        entity_category=EntityCategory.DIAGNOSTIC,
+        value_fn=_text,
+    ),
+    OnvifSensorEntityDescription(
+        key="codec",
+        translation_key="encoder_codec",
+        field="codec",
+        device_class=SensorDeviceClass.ENUM,
+        options=_CODECS,
+        entity_category=EntityCategory.DIAGNOSTIC,
+        value_fn=_choice(_CODECS),
+    ),
+    OnvifSensorEntityDescription(
+        key="fps",
+        translation_key="encoder_fps",
+        field="fps",
+        native_unit_of_measurement="fps",
+        entity_category=EntityCategory.DIAGNOSTIC,
+    ),
+    OnvifSensorEntityDescription(
+        key="bitrate",
+        translation_key="encoder_bitrate",
+        field="bitrate_kbps",
+        device_class=SensorDeviceClass.DATA_RATE,
+        native_unit_of_measurement=UnitOfDataRate.KILOBITS_PER_SECOND,
+        entity_category=EntityCategory.DIAGNOSTIC,
+    ),
+    OnvifSensorEntityDescription(
+        key="gov_length",
+        translation_key="encoder_gov_length",
+        field="gov_length",
+        native_unit_of_measurement="frames",
+        entity_category=EntityCategory.DIAGNOSTIC,
+    ),
+)
+
+IMAGING_SENSORS: Mapping[str, OnvifSensorEntityDescription] = {
+    description.field: description
+    for description in (
+        OnvifSensorEntityDescription(
+            key="brightness",
+            translation_key="brightness",
+            field="brightness",
+            entity_category=EntityCategory.DIAGNOSTIC,
+        ),
+        OnvifSensorEntityDescription(
+            key="contrast",
+            translation_key="contrast",
+            field="contrast",
+            entity_category=EntityCategory.DIAGNOSTIC,
+        ),
+        OnvifSensorEntityDescription(
+            key="saturation",
+            translation_key="saturation",
+            field="saturation",
+            entity_category=EntityCategory.DIAGNOSTIC,
+        ),
+        OnvifSensorEntityDescription(
+            key="sharpness",
+            translation_key="sharpness",
+            field="sharpness",
+            entity_category=EntityCategory.DIAGNOSTIC,
+        ),
+        OnvifSensorEntityDescription(
+            key="ir_cut_filter",
+            translation_key="ir_cut_filter",
+            field="ir_cut_filter",
+            device_class=SensorDeviceClass.ENUM,
+            options=_IR_CUT_FILTER,
+            entity_category=EntityCategory.DIAGNOSTIC,
+            value_fn=_choice(_IR_CUT_FILTER),
+        ),
+        OnvifSensorEntityDescription(
+            key="wide_dynamic_range",
+            translation_key="wide_dynamic_range",
+            field="wide_dynamic_range",
+            device_class=SensorDeviceClass.ENUM,
+            options=_ON_OFF,
+            entity_category=EntityCategory.DIAGNOSTIC,
+            value_fn=_choice(_ON_OFF),
+        ),
+        OnvifSensorEntityDescription(
+            key="wide_dynamic_range_level",
+            translation_key="wide_dynamic_range_level",
+            field="wide_dynamic_range_level",
+            entity_category=EntityCategory.DIAGNOSTIC,
+        ),
+        OnvifSensorEntityDescription(
+            key="backlight_compensation",
+            translation_key="backlight_compensation",
+            field="backlight_compensation",
+            device_class=SensorDeviceClass.ENUM,
+            options=_ON_OFF,
+            entity_category=EntityCategory.DIAGNOSTIC,
+            value_fn=_choice(_ON_OFF),
+        ),
+        OnvifSensorEntityDescription(
+            key="backlight_compensation_level",
+            translation_key="backlight_compensation_level",
+            field="backlight_compensation_level",
+            entity_category=EntityCategory.DIAGNOSTIC,
+        ),
+        OnvifSensorEntityDescription(
+            key="exposure_mode",
+            translation_key="exposure_mode",
+            field="exposure_mode",
+            device_class=SensorDeviceClass.ENUM,
+            options=_EXPOSURE,
+            entity_category=EntityCategory.DIAGNOSTIC,
+            value_fn=_choice(_EXPOSURE),
+        ),
+    )
+}
+
+
+def onvif_sensors(coordinator: FirmwareCoordinator) -> list[SensorEntity]:
+    """Return the sensors of the encoders and imaging values the camera reported."""
+    details = coordinator.data.details
+    sensors: list[SensorEntity] = []
+    encoders: Mapping[str, Mapping[str, Any]] = details.get(ENCODERS) or {}
+    for token, encoder in encoders.items():
+        placeholders = {"encoder": str(encoder.get("label") or token)}
+        sensors.extend(
+            OnvifSettingSensor(coordinator, description, ENCODERS, token, placeholders)
+            for description in ENCODER_SENSORS
+        )
+    imaging: Mapping[str, Mapping[str, Any]] = details.get(IMAGING) or {}
+    several = len(imaging) > 1
+    for source, values in imaging.items():
+        for field in IMAGING_VALUES:
+            if field not in values:
+                continue
+            description = IMAGING_SENSORS[field]
+            named: dict[str, str] = {}
+            if several:
+                description = _of_source(description)
+                named["source"] = source
+            sensors.append(
+                OnvifSettingSensor(coordinator, description, IMAGING, source, named)
+            )
+    return sensors
+
+
+def _of_source(
+    description: OnvifSensorEntityDescription,
+) -> OnvifSensorEntityDescription:
+    """Return the same sensor, named after its video source (several sources)."""
+    return OnvifSensorEntityDescription(
+        key=description.key,
+        translation_key=f"source_{description.translation_key}",
+        field=description.field,
+        device_class=description.device_class,
+        options=description.options,
+        native_unit_of_measurement=description.native_unit_of_measurement,
+        entity_category=description.entity_category,
+        value_fn=description.value_fn,
+    )
+
+
+class OnvifSettingSensor(FirmwareHubEntity, SensorEntity):
+    """One setting of an encoder configuration or a video source."""
+
+    entity_description: OnvifSensorEntityDescription
+
+    def __init__(
+        self,
+        coordinator: FirmwareCoordinator,
+        description: OnvifSensorEntityDescription,
+        group: str,
+        token: str,
+        placeholders: dict[str, str],
+    ) -> None:
+        """Initialize for the encoder or video source `token`."""
+        super().__init__(coordinator, description)
+        self._group = group
+        self._token = token
+        prefix = "encoder" if group == ENCODERS else "imaging"
+        self._attr_unique_id = (
+            f"{coordinator.identity.unique_id}_{prefix}_{token}_{description.key}"
+        )
+        self._attr_translation_placeholders = placeholders
+
+    def _values(self) -> Mapping[str, Any] | None:
+        group: Mapping[str, Mapping[str, Any]] = (
+            self.coordinator.data.details.get(self._group) or {}
+        )
+        return group.get(self._token)
+
+    @property
+    def available(self) -> bool:
+        """Return whether the camera still reports this encoder or video source."""
+        return super().available and self._values() is not None
+
+    @property
+    def native_value(self) -> StateType:
+        """Return the setting's value."""
+        values = self._values() or {}
+        return self.entity_description.value_fn(
+            values.get(self.entity_description.field)
+        )
