@@ -416,15 +416,51 @@ async def test_dropped_connection_resumes(
     assert 0 < int(ranges[1].removeprefix("bytes=").rstrip("-")) <= 100_000
 
 
-async def test_unsupported_urls(hass: HomeAssistant, sim: EnosSimulator) -> None:
-    """An enos-connect:// package is refused clearly (-2), nothing handed off."""
-    await _setup(hass, sim, **{CONF_AUTO_DOWNLOAD: False})
-    offer = firmware_offer("2.0.0", "enos-connect://ota/pkg", V2, "md5")
+async def test_enos_connect_through_the_http_broker(
+    hass: HomeAssistant, sim: EnosSimulator
+) -> None:
+    """enos-connect:// packages come through the HTTP broker's signed session."""
+    entry = await _setup(hass, sim, **{CONF_AUTO_DOWNLOAD: False})
+    sim.files.add("pkg-2.bin", V2)
+    offer = firmware_offer("2.0.0", "enos-connect://pkg-2.bin", V2, "sha256")
+    await sim.cloud.push_upgrade(PK, DK, offer)
+    await _until(hass, lambda: hass.states.get(UPDATE).state == STATE_ON)
+    # Without the broker URL (an option), it is refused clearly: step -2.
+    with pytest.raises(HomeAssistantError) as err:
+        await _install(hass)
+    assert err.value.translation_key == "download_failed"
+    await sim.cloud.wait_for_progress(-2)
+
+    hass.config_entries.async_update_entry(
+        entry,
+        options={CONF_AUTO_DOWNLOAD: False, "http_broker_url": sim.files.base_url},
+    )
+    assert await hass.config_entries.async_reload(entry.entry_id)
+    await hass.async_block_till_done()
+    await _until(hass, lambda: hass.states.get(CLOUD).state == STATE_ON)
+    await _until(hass, lambda: hass.states.get(UPDATE).state == STATE_ON)
+    requested = async_capture_events(hass, EVENT_INSTALL_REQUESTED)
+    await _install(hass)
+    assert Path(requested[0].data["path"]).read_bytes() == V2
+    assert sim.files.sessions
+    assert sim.files.requests[-1].name == "pkg-2.bin"
+
+
+async def test_enos_connect_refused_by_the_broker(
+    hass: HomeAssistant, sim: EnosSimulator
+) -> None:
+    """A broker that refuses the device's sign: -2, nothing handed off."""
+    entry = await _setup(
+        hass, sim, **{CONF_AUTO_DOWNLOAD: False, "http_broker_url": sim.files.base_url}
+    )
+    sim.files.devices = {}  # the broker does not know the device
+    offer = firmware_offer("2.0.0", "enos-connect://pkg-2.bin", V2, "sha256")
     await sim.cloud.push_upgrade(PK, DK, offer)
     await _until(hass, lambda: hass.states.get(UPDATE).state == STATE_ON)
     with pytest.raises(HomeAssistantError):
         await _install(hass)
     await sim.cloud.wait_for_progress(-2)
+    assert _files(hass, entry) == []
 
 
 async def test_malformed_push(hass: HomeAssistant, sim: EnosSimulator) -> None:
@@ -453,6 +489,12 @@ async def test_broker_restart(hass: HomeAssistant, sim: EnosSimulator) -> None:
     assert new
     assert new[-1].timestamp != sim.logins[logins - 1].timestamp
     assert hass.states.get(CHECK).state != STATE_UNAVAILABLE
+    # Subscriptions were renewed: a push after the restart is answered.
+    url = sim.files.add("after.bin", V2)
+    msg_id = await sim.cloud.push_upgrade(
+        PK, DK, firmware_offer("2.0.0", url, V2, "md5")
+    )
+    assert (await sim.cloud.wait_for_upgrade_reply(msg_id)).raw["code"] == 200
 
 
 async def test_restart_while_waiting_then_result(

@@ -261,7 +261,10 @@ async def test_prune(
     partial = await store.open_partial("old", 100)
     await partial.write(0, b"x" * 10)
     await partial.close()
-    await store.prune(keep=[package.path])
+    await store.prune(keep=[])
+    assert len(_files(tmp_path / "entry")) == 2  # the partial download stays
+    package = await store.download(session, server.url, _expected())
+    await store.prune(keep=[package.path], partials=True)
     assert _files(tmp_path / "entry") == [package.path.name]
     await store.remove_all()
     assert not (tmp_path / "entry").exists()

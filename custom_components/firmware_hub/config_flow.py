@@ -46,6 +46,7 @@ from .const import (
     CONF_FILE_BASE_URL,
     CONF_FIRMWARE_VERSION,
     CONF_HANDOFF_TIMEOUT,
+    CONF_HTTP_BROKER_URL,
     CONF_HTTP_PORT,
     CONF_KIND,
     CONF_MAX_PACKAGE_MB,
@@ -352,7 +353,9 @@ class FirmwareHubConfigFlow(ConfigFlow, domain=DOMAIN):
         entry = self._get_reauth_entry()
         errors: dict[str, str] = {}
         if user_input is not None:
-            identity = await self._async_validate({**entry.data, **user_input}, errors)
+            identity = await self._async_validate(
+                {**entry.data, **user_input}, errors, entry.options
+            )
             if identity is not None:
                 await self.async_set_unique_id(identity.unique_id)
                 self._abort_if_unique_id_mismatch(reason="wrong_device")
@@ -382,7 +385,9 @@ class FirmwareHubConfigFlow(ConfigFlow, domain=DOMAIN):
         errors: dict[str, str] = {}
         if user_input is not None:
             changes = {key: value for key, value in user_input.items() if value != ""}
-            identity = await self._async_validate({**entry.data, **changes}, errors)
+            identity = await self._async_validate(
+                {**entry.data, **changes}, errors, entry.options
+            )
             if identity is not None:
                 await self.async_set_unique_id(identity.unique_id)
                 self._abort_if_unique_id_mismatch(reason="wrong_device")
@@ -397,11 +402,17 @@ class FirmwareHubConfigFlow(ConfigFlow, domain=DOMAIN):
         )
 
     async def _async_validate(
-        self, data: dict[str, Any], errors: dict[str, str]
+        self,
+        data: dict[str, Any],
+        errors: dict[str, str],
+        options: Mapping[str, Any] | None = None,
     ) -> DeviceIdentity | None:
-        """Probe the device; fill `errors` and return None when that fails."""
+        """Probe the device; fill `errors` and return None when that fails.
+
+        `options` are the entry's (reauth, reconfigure): an EnOS CA file applies.
+        """
         try:
-            backend = create_backend(self.hass, data)
+            backend = create_backend(self.hass, data, options)
         except ValueError:
             # Not a host name or address (a URL, a path, spaces...).
             errors[CONF_HOST] = "invalid_host"
@@ -439,8 +450,9 @@ class OptionsFlowHandler(OptionsFlowWithReload):
             if bridge:
                 options[CONF_AUTO_DOWNLOAD] = bool(user_input[CONF_AUTO_DOWNLOAD])
                 options[CONF_HANDOFF_TIMEOUT] = int(user_input[CONF_HANDOFF_TIMEOUT])
-            if user_input.get(CONF_CA_FILE):
-                options[CONF_CA_FILE] = user_input[CONF_CA_FILE]
+            for key in (CONF_CA_FILE, CONF_HTTP_BROKER_URL):
+                if user_input.get(key):
+                    options[key] = user_input[key]
             return self.async_create_entry(data=options)
         current = self.config_entry.options
         fields: dict[Any, Any] = {
@@ -463,12 +475,10 @@ class OptionsFlowHandler(OptionsFlowWithReload):
                 )
             ] = _minutes(1, MAX_CHECK_INTERVAL)
         if self.config_entry.data[CONF_KIND] == Kind.ENOS:
-            fields[
-                vol.Optional(
-                    CONF_CA_FILE,
-                    description={"suggested_value": current.get(CONF_CA_FILE)},
-                )
-            ] = str
+            for key in (CONF_CA_FILE, CONF_HTTP_BROKER_URL):
+                fields[
+                    vol.Optional(key, description={"suggested_value": current.get(key)})
+                ] = str
         return self.async_show_form(step_id="init", data_schema=vol.Schema(fields))
 
 

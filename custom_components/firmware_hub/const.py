@@ -63,6 +63,7 @@ CONF_SIGN_METHOD: Final = "sign_method"
 CONF_FIRMWARE_VERSION: Final = "firmware_version"
 CONF_FILE_BASE_URL: Final = "file_base_url"
 CONF_CA_FILE: Final = "ca_file"
+CONF_HTTP_BROKER_URL: Final = "http_broker_url"
 DEFAULT_ENOS_PORT: Final = 18883
 SIGN_METHODS: Final = ("sha256", "sha1", "md5")
 

@@ -63,6 +63,7 @@ from .const import (
     CONF_FILE_BASE_URL,
     CONF_FIRMWARE_VERSION,
     CONF_HANDOFF_TIMEOUT,
+    CONF_HTTP_BROKER_URL,
     CONF_HTTP_PORT,
     CONF_KIND,
     CONF_MAX_PACKAGE_MB,
@@ -173,6 +174,7 @@ def create_backend(
             installed_version=data[CONF_FIRMWARE_VERSION],
             file_base_url=data.get(CONF_FILE_BASE_URL),
             ca_file=options.get(CONF_CA_FILE),
+            http_broker_url=options.get(CONF_HTTP_BROKER_URL),
             **_bridge_settings(hass, options, entry_id),
         )
     if kind is Kind.ONVIF:

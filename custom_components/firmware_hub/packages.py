@@ -324,15 +324,23 @@ class PackageStore:
         await _run(partial.load)
         return partial
 
-    async def prune(self, keep: Iterable[Path] = ()) -> None:
-        """Delete every package and partial download except `keep`."""
-        await _run(self._prune, {Path(path) for path in keep})
+    async def prune(self, keep: Iterable[Path] = (), *, partials: bool = False) -> None:
+        """Delete the ready packages except `keep`.
 
-    def _prune(self, keep: set[Path]) -> None:
+        With `partials`, also delete unfinished downloads (only when none runs:
+        another download's temporary file must not vanish under it).
+        """
+        await _run(self._prune, {Path(path) for path in keep}, partials)
+
+    def _prune(self, keep: set[Path], partials: bool) -> None:
         if not self.root.is_dir():
             return
         for path in self.root.iterdir():
-            if path not in keep and path.is_file():
+            if path in keep or not path.is_file():
+                continue
+            if path.name.startswith("package-") or (
+                partials and path.name.startswith(".")
+            ):
                 path.unlink(missing_ok=True)
 
     async def remove_all(self) -> None:

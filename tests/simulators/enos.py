@@ -926,6 +926,11 @@ class FirmwareFileServer:
         self.files: dict[str, bytes | Path] = {}
         self.faults: dict[str, FileFaults] = {}
         self.requests: list[FileRequest] = []
+        #: Devices the HTTP broker authenticates (the simulator shares its own).
+        self.devices: dict[tuple[str, str], EnosDevice] = {}
+        #: HTTP broker sessions: id → (product key, device key).
+        self.sessions: dict[str, tuple[str, str]] = {}
+        self._session_ids = itertools.count(1)
         self._runner: web.AppRunner | None = None
 
     @property
@@ -954,6 +959,10 @@ class FirmwareFileServer:
             return
         app = web.Application()
         app.router.add_get("/files/{name}", self._handle)
+        app.router.add_post("/auth/{pk}/{dk}", self._auth)
+        app.router.add_get(
+            "/multipart/sys/{pk}/{dk}/file/download", self._broker_download
+        )
         runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.5)
         await runner.setup()
         site = web.TCPSite(runner, self.host, self.port, reuse_address=True)
@@ -989,8 +998,42 @@ class FirmwareFileServer:
             return None
         return start, end
 
+    async def _auth(self, request: web.Request) -> web.Response:
+        """``POST /auth/{pk}/{dk}``: the EnOS HTTP broker's device authentication."""
+        pk, dk = request.match_info["pk"], request.match_info["dk"]
+        device = self.devices.get((pk, dk))
+        try:
+            body = await request.json()
+        except ValueError:
+            return web.json_response({"code": 1220, "message": "bad json"})
+        lifetime = body.get("lifetime") if isinstance(body, dict) else None
+        if device is None or not isinstance(lifetime, int):
+            return web.json_response({"code": 401, "message": "unknown device"})
+        content = (
+            f"deviceKey{dk}lifetime{lifetime}productKey{pk}signMethodsha256"
+            f"{device.device_secret}"
+        )
+        expected = hashlib.sha256(content.encode()).hexdigest()
+        if str(body.get("sign", "")).lower() != expected:
+            return web.json_response({"code": 401, "message": "auth failed"})
+        session_id = f"session-{next(self._session_ids)}"
+        self.sessions[session_id] = (pk, dk)
+        return web.json_response(
+            {"code": 200, "message": "", "data": {"sessionId": session_id}}
+        )
+
+    async def _broker_download(self, request: web.Request) -> web.StreamResponse:
+        """``GET /multipart/sys/{pk}/{dk}/file/download``: a file for a session."""
+        owner = self.sessions.get(request.query.get("sessionId", ""))
+        if owner != (request.match_info["pk"], request.match_info["dk"]):
+            self.requests.append(FileRequest("?", None, 401))
+            raise web.HTTPUnauthorized
+        return await self._serve(request, request.query.get("fileUri", ""))
+
     async def _handle(self, request: web.Request) -> web.StreamResponse:
-        name = request.match_info["name"]
+        return await self._serve(request, request.match_info["name"])
+
+    async def _serve(self, request: web.Request, name: str) -> web.StreamResponse:
         range_header = request.headers.get("Range")
         content = self.files.get(name)
         faults = self.faults.get(name, FileFaults())
@@ -1099,6 +1142,7 @@ class EnosSimulator:
         )
         self.cloud = EnosCloud(host=host, port=0)
         self.files = FirmwareFileServer(host=host, port=file_port)
+        self.files.devices = self.devices
 
     @property
     def port(self) -> int:

@@ -194,7 +194,9 @@ class BridgeBackend(FirmwareBackend):
         data = await self._persistence.async_load() or {}
         # The stored version (updated by installs) wins, unless the user has since
         # changed the configured one (the device was flashed another way).
-        if data.get("configured_version") == self._configured and isinstance(
+        if data.get(
+            "configured_version", self._configured
+        ) == self._configured and isinstance(
             installed := data.get("installed_version"), str
         ):
             self._installed = installed
@@ -371,7 +373,10 @@ class BridgeBackend(FirmwareBackend):
                 if version_key(v) > version_key(self._installed)
             }
             self._ready.pop(handoff.version, None)
-            await self.store.prune(keep=[p.path for p in self._ready.values()])
+            await self.store.prune(
+                keep=[p.path for p in self._ready.values()],
+                partials=all(task.done() for task in self._downloads.values()),
+            )
             await self._persist()
             state = self._emit(phase=Phase.IDLE, progress=None, error=None)
             await self.on_result(handoff, success=True, message=message)

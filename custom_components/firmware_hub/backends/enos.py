@@ -3,7 +3,8 @@
 On every (re)connect the installed version is reported (`ota.device.inform`);
 pushed offers (`ota.device.upgrade`) are answered at once (200, or ≥ 2000 for a
 malformed one) and `ota.device.getversion` is asked at each check. An install
-downloads the package (absolute URL, or a path relative to `file_base_url`),
+downloads the package (absolute URL, a path relative to `file_base_url`, or an
+`enos-connect://` file through the EnOS HTTP broker),
 verifies size and checksum while streaming, reports throttled progress steps and
 hands the package to the real device; its result becomes step 100 plus an inform
 of the new version, or a failure step (-1 upgrade failed, -2 download failed,
@@ -27,6 +28,7 @@ import aiohttp
 
 from ..models import DeviceIdentity, FirmwareState
 from ..packages import DownloadError, Expected, Package, PackageStore, RetryPolicy
+from ..protocols import enos_http
 from ..protocols.enos import (
     CODE_INVALID_REQUEST,
     CODE_SUCCESS,
@@ -101,6 +103,7 @@ class EnosBackend(BridgeBackend):
         credentials: EnosCredentials,
         installed_version: str,
         file_base_url: str | None,
+        http_broker_url: str | None,
         ca_file: str | None,
         store: PackageStore,
         persistence: Persistence,
@@ -119,6 +122,7 @@ class EnosBackend(BridgeBackend):
         self._session = session
         self._credentials = credentials
         self._file_base_url = file_base_url or None
+        self._http_broker_url = http_broker_url or None
         self._timing = timing or DEFAULT_TIMING
         self._client = EnosClient(
             host,
@@ -195,6 +199,8 @@ class EnosBackend(BridgeBackend):
             await self._client.inform(self._installed)
         except EnosError as err:
             _LOGGER.warning("Could not report the firmware version to EnOS: %s", err)
+        # Learn the offers now rather than one check interval after (re)connecting.
+        await self.async_refresh(check=True)
 
     def _on_disconnected(self, err: EnosError) -> None:
         if isinstance(err, EnosAuthError):
@@ -233,16 +239,27 @@ class EnosBackend(BridgeBackend):
 
     # ------------------------------------------------------------ download
 
+    async def _broker_url(self, uri: str) -> str:
+        """Open an EnOS HTTP broker session; return the file's download URL."""
+        if not self._http_broker_url:
+            raise DownloadError(
+                "enos-connect:// package and no EnOS HTTP broker URL in the options"
+            )
+        try:
+            session_id = await enos_http.open_session(
+                self._session, self._http_broker_url, self._credentials
+            )
+        except EnosError as err:
+            raise DownloadError(f"EnOS HTTP broker: {err}") from err
+        return enos_http.download_url(
+            self._http_broker_url, self._credentials, session_id, uri
+        )
+
     def resolve_url(self, file_url: str) -> str:
         """Return an absolute http(s) URL for an offer's fileUrl."""
         scheme = urlsplit(file_url).scheme.lower()
         if scheme in ("http", "https"):
             return file_url
-        if scheme == "enos-connect":
-            raise DownloadError(
-                "enos-connect:// packages need the EnOS HTTP broker, which this "
-                "version does not support"
-            )
         if scheme:
             raise DownloadError(f"unsupported package URL scheme {scheme!r}")
         if not self._file_base_url:
@@ -255,7 +272,11 @@ class EnosBackend(BridgeBackend):
         self, offer: BridgeOffer, progress: Callable[[int, int | None], None]
     ) -> Package:
         """Stream the package, verifying size and checksum on the way."""
-        url = self.resolve_url(str(offer.source["file_url"]))
+        file_url = str(offer.source["file_url"])
+        if (uri := enos_http.file_uri(file_url)) is not None:
+            url = await self._broker_url(uri)
+        else:
+            url = self.resolve_url(file_url)
         self._last_step = (-1, 0.0)
         return await self.store.download(
             self._session,

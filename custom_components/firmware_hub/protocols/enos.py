@@ -595,7 +595,12 @@ class EnosClient:
         """Make one connection attempt with a fresh timestamp and sign."""
         loop = self._running_loop()
         if self._tls and self._ssl_context is None:
-            self._ssl_context = await loop.run_in_executor(None, self._make_ssl_context)
+            try:
+                self._ssl_context = await loop.run_in_executor(
+                    None, self._make_ssl_context
+                )
+            except (OSError, ValueError) as err:  # missing or unreadable CA file
+                raise EnosConnectionError(f"TLS setup failed: {err}") from err
         login = sign_login(self._credentials, self._next_timestamp())
         client = self._new_client(login)
         self._mqttc = client
