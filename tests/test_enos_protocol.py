@@ -36,12 +36,7 @@ from custom_components.firmware_hub.protocols.enos import (
     sign_login,
 )
 
-from .simulators.enos import (
-    EnosSimulator,
-    find_mosquitto,
-    firmware_bytes,
-    firmware_offer,
-)
+from .simulators.enos import EnosSimulator, firmware_bytes, firmware_offer
 
 PK = "prodKey42"
 DK = "devKey7"
@@ -55,10 +50,6 @@ FAST = EnosTiming(
     reconnect_max=0.1,
     reconnect_jitter=0.5,
     misc_interval=0.05,
-)
-
-pytestmark = pytest.mark.skipif(
-    find_mosquitto() is None, reason="mosquitto is not installed"
 )
 
 

@@ -205,24 +205,38 @@ class FirmwareHubConfigFlow(ConfigFlow, domain=DOMAIN):
         self, user_input: dict[str, Any] | None = None
     ) -> ConfigFlowResult:
         """Add a Hikvision camera or recorder."""
+        return await self._async_step_device(
+            Kind.HIKVISION,
+            HIKVISION_SCHEMA,
+            user_input,
+            update_keys=(CONF_HOST, CONF_PORT, CONF_SSL, CONF_VERIFY_SSL),
+        )
+
+    async def _async_step_device(
+        self,
+        kind: Kind,
+        schema: vol.Schema,
+        user_input: dict[str, Any] | None,
+        update_keys: tuple[str, ...] = (),
+    ) -> ConfigFlowResult:
+        """Show a kind's form; create the entry once the device validates.
+
+        A device already configured aborts, taking the `update_keys` typed (its
+        new address) into the existing entry.
+        """
         errors: dict[str, str] = {}
         if user_input is not None:
-            data = {CONF_KIND: Kind.HIKVISION.value, **user_input}
+            data = {CONF_KIND: kind.value, **user_input}
             identity = await self._async_validate(data, errors)
             if identity is not None:
                 await self.async_set_unique_id(identity.unique_id)
                 self._abort_if_unique_id_configured(
-                    updates={
-                        key: user_input[key]
-                        for key in (CONF_HOST, CONF_PORT, CONF_SSL, CONF_VERIFY_SSL)
-                    }
+                    updates={key: user_input[key] for key in update_keys}
                 )
                 return self.async_create_entry(title=identity.name, data=data)
         return self.async_show_form(
-            step_id=Kind.HIKVISION.value,
-            data_schema=self.add_suggested_values_to_schema(
-                HIKVISION_SCHEMA, user_input
-            ),
+            step_id=kind.value,
+            data_schema=self.add_suggested_values_to_schema(schema, user_input),
             errors=errors,
         )
 
@@ -308,37 +322,13 @@ class FirmwareHubConfigFlow(ConfigFlow, domain=DOMAIN):
         self, user_input: dict[str, Any] | None = None
     ) -> ConfigFlowResult:
         """Add a device whose firmware is published on EnOS (Home Assistant as agent)."""
-        errors: dict[str, str] = {}
-        if user_input is not None:
-            data = {CONF_KIND: Kind.ENOS.value, **user_input}
-            identity = await self._async_validate(data, errors)
-            if identity is not None:
-                await self.async_set_unique_id(identity.unique_id)
-                self._abort_if_unique_id_configured()
-                return self.async_create_entry(title=identity.name, data=data)
-        return self.async_show_form(
-            step_id=Kind.ENOS.value,
-            data_schema=self.add_suggested_values_to_schema(ENOS_SCHEMA, user_input),
-            errors=errors,
-        )
+        return await self._async_step_device(Kind.ENOS, ENOS_SCHEMA, user_input)
 
     async def async_step_miling(
         self, user_input: dict[str, Any] | None = None
     ) -> ConfigFlowResult:
         """Add a device upgraded through the Miling cloud (Home Assistant as bridge)."""
-        errors: dict[str, str] = {}
-        if user_input is not None:
-            data = {CONF_KIND: Kind.MILING.value, **user_input}
-            identity = await self._async_validate(data, errors)
-            if identity is not None:
-                await self.async_set_unique_id(identity.unique_id)
-                self._abort_if_unique_id_configured()
-                return self.async_create_entry(title=identity.name, data=data)
-        return self.async_show_form(
-            step_id=Kind.MILING.value,
-            data_schema=self.add_suggested_values_to_schema(MILING_SCHEMA, user_input),
-            errors=errors,
-        )
+        return await self._async_step_device(Kind.MILING, MILING_SCHEMA, user_input)
 
     async def async_step_reauth(
         self, entry_data: Mapping[str, Any]

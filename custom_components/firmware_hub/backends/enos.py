@@ -138,6 +138,8 @@ class EnosBackend(BridgeBackend):
         self._tasks: set[asyncio.Task[Any]] = set()
         self._closed = asyncio.Event()
         self._last_step = (-1, 0.0)
+        #: Outcome steps (100, failures) to send once connected again.
+        self._unsent: list[tuple[int, str]] = []
 
     @property
     def identity(self) -> DeviceIdentity:
@@ -199,6 +201,9 @@ class EnosBackend(BridgeBackend):
             await self._client.inform(self._installed)
         except EnosError as err:
             _LOGGER.warning("Could not report the firmware version to EnOS: %s", err)
+        unsent, self._unsent = self._unsent, []
+        for step, desc in unsent:
+            self._report(step, desc)
         # Learn the offers now rather than one check interval after (re)connecting.
         await self.async_refresh(check=True)
 
@@ -300,6 +305,7 @@ class EnosBackend(BridgeBackend):
         self._report(step, f"downloading {offer.version}")
 
     def _report(self, step: int, desc: str) -> None:
+        """Send a progress step; results wait for the next connection if need be."""
         if self._client.connected:
             try:
                 self._client.send(
@@ -307,6 +313,12 @@ class EnosBackend(BridgeBackend):
                 )
             except EnosError as err:
                 _LOGGER.debug("Progress report not sent: %s", err)
+            else:
+                return
+        if step == STEP_DONE or step < 0:
+            # An outcome must reach EnOS (e.g. reported right after a restart,
+            # before the login completed); download steps are only informative.
+            self._unsent.append((step, desc))
 
     async def on_download_failed(
         self, offer: BridgeOffer, err: Exception, *, checksum: bool
