@@ -464,7 +464,17 @@ async def test_device_reports_failure(
     with pytest.raises(ServiceValidationError) as err:
         await _report(hass, entry, success=True, version="999")
     assert err.value.translation_key == "version_mismatch"
-    await _report(hass, entry, success=False, message="flash write error")
+    device = dr.async_get(hass).async_get_device_by_identifier(
+        (DOMAIN, entry.unique_id or ""), entry.entry_id
+    )
+    assert device is not None
+    # As `target: device_id:` sends it: a list of one.
+    await hass.services.async_call(
+        DOMAIN,
+        "report_install_result",
+        {"device_id": [device.id], "success": False, "message": "flash write error"},
+        blocking=True,
+    )
     assert finished[-1].data["success"] is False
     assert finished[-1].data["error"] == "device_reported_failure"
     assert hass.states.get(STATUS).state == "failed"

@@ -46,10 +46,12 @@ ONVIF_KINDS = frozenset({Kind.ONVIF})
 FILE_INSTALL_KINDS = frozenset({Kind.ONVIF})
 
 _POSITIVE_INT = vol.All(vol.Coerce(int), vol.Range(min=1))
+#: One device: a `device_id` field, or `target: device_id:` (which passes a list).
+_ONE_DEVICE = vol.All(cv.ensure_list, vol.Length(min=1, max=1), [cv.string])
 
 APPLY_STREAM_SETTINGS_SCHEMA = vol.Schema(
     {
-        vol.Required(ATTR_DEVICE_ID): cv.string,
+        vol.Required(ATTR_DEVICE_ID): _ONE_DEVICE,
         vol.Optional(ATTR_PROFILE_TOKEN): cv.string,
         vol.Optional("resolution"): cv.string,
         vol.Optional("codec"): cv.string,
@@ -66,7 +68,7 @@ def _mode(*modes: str) -> vol.All[str]:
 
 APPLY_IMAGING_SETTINGS_SCHEMA = vol.Schema(
     {
-        vol.Required(ATTR_DEVICE_ID): cv.string,
+        vol.Required(ATTR_DEVICE_ID): _ONE_DEVICE,
         vol.Optional(ATTR_PROFILE_TOKEN): cv.string,
         vol.Optional("brightness"): vol.Coerce(float),
         vol.Optional("contrast"): vol.Coerce(float),
@@ -81,14 +83,14 @@ APPLY_IMAGING_SETTINGS_SCHEMA = vol.Schema(
 
 INSTALL_FIRMWARE_FILE_SCHEMA = vol.Schema(
     {
-        vol.Required(ATTR_DEVICE_ID): cv.string,
+        vol.Required(ATTR_DEVICE_ID): _ONE_DEVICE,
         vol.Required(ATTR_PATH): cv.string,
     }
 )
 
 REPORT_INSTALL_RESULT_SCHEMA = vol.Schema(
     {
-        vol.Required(ATTR_DEVICE_ID): cv.string,
+        vol.Required(ATTR_DEVICE_ID): _ONE_DEVICE,
         vol.Required(ATTR_SUCCESS): cv.boolean,
         vol.Optional(ATTR_VERSION): cv.string,
         vol.Optional(ATTR_MESSAGE): cv.string,
@@ -98,7 +100,7 @@ REPORT_INSTALL_RESULT_SCHEMA = vol.Schema(
 
 def _coordinator(call: ServiceCall, kinds: frozenset[Kind]) -> FirmwareCoordinator:
     """Return the coordinator of the targeted device, if it is of one of `kinds`."""
-    device_id: str = call.data[ATTR_DEVICE_ID]
+    device_id: str = call.data[ATTR_DEVICE_ID][0]
     device = dr.async_get(call.hass).async_get(device_id)
     entries: list[FirmwareHubConfigEntry] = [
         entry
