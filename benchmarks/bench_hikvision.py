@@ -45,7 +45,7 @@ from pathlib import Path
 import statistics
 import sys
 import time
-from typing import Any, Self
+from typing import Any, ClassVar, Self
 
 import aiohttp
 from homeassistant.config_entries import ConfigEntryState
@@ -268,6 +268,8 @@ async def test_requests_per_refresh(hass: HomeAssistant, socket_enabled: None) -
 class Farm:
     """The simulated cameras' process (``benchmarks/isapi_farm.py``)."""
 
+    #: The module run as the farm process (the ONVIF bench runs its own).
+    module: ClassVar[str] = "benchmarks.isapi_farm"
     process: asyncio.subprocess.Process
     cameras: list[dict[str, Any]]
 
@@ -278,7 +280,7 @@ class Farm:
         process = await asyncio.create_subprocess_exec(
             sys.executable,
             "-m",
-            "benchmarks.isapi_farm",
+            cls.module,
             "--count",
             str(count),
             cwd=REPO_ROOT,

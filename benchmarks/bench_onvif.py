@@ -24,15 +24,9 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
-from collections.abc import AsyncIterator
-import contextlib
-from dataclasses import dataclass
-import json
 from pathlib import Path
 import statistics
-import sys
 import time
-from typing import Any, Self
 
 from homeassistant.config_entries import ConfigEntryState
 from homeassistant.const import CONF_HOST, CONF_PASSWORD, CONF_PORT, CONF_USERNAME
@@ -46,7 +40,16 @@ from custom_components.firmware_hub.coordinator import FirmwareCoordinator
 from custom_components.firmware_hub.protocols.onvif import OnvifClient
 from tests.simulators.onvif import OnvifCameraSimulator
 
-from .bench_hikvision import Timing, describe, say, timed
+from .bench_hikvision import (
+    Farm as HikvisionFarm,
+    Timing,
+    below,
+    check_round,
+    coordinator_of,
+    describe,
+    say,
+    timed,
+)
 from .report import record
 
 BENCH = "onvif"
@@ -84,17 +87,6 @@ def onvif_entry(
             CONF_PASSWORD: password,
         },
     )
-
-
-def coordinator_of(entry: MockConfigEntry) -> FirmwareCoordinator:
-    """Return the coordinator of a loaded entry."""
-    coordinator: FirmwareCoordinator = entry.runtime_data.coordinator
-    return coordinator
-
-
-def below(value: float, target: float) -> bool:
-    """Return True when ``value`` is strictly below ``target``."""
-    return value < target
 
 
 # ---------------------------------------------------------------- 1. one camera
@@ -254,61 +246,10 @@ async def test_soap_calls_per_refresh(
 # ---------------------------------------------------------------- 2. many cameras
 
 
-@dataclass(slots=True)
-class Farm:
-    """The simulated cameras' process (``benchmarks/onvif_farm.py``)."""
+class Farm(HikvisionFarm):
+    """The simulated ONVIF cameras' process (``benchmarks/onvif_farm.py``)."""
 
-    process: asyncio.subprocess.Process
-    cameras: list[dict[str, Any]]
-
-    @classmethod
-    @contextlib.asynccontextmanager
-    async def running(cls, count: int) -> AsyncIterator[Self]:
-        """Start ``count`` cameras in another process; yield once all listen."""
-        process = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "benchmarks.onvif_farm",
-            "--count",
-            str(count),
-            cwd=REPO_ROOT,
-            stdin=asyncio.subprocess.PIPE,
-            stdout=asyncio.subprocess.PIPE,
-            limit=1 << 20,
-        )
-        try:
-            if process.stdout is None:
-                raise RuntimeError("farm without stdout")
-            line = await asyncio.wait_for(process.stdout.readline(), FARM_START_TIMEOUT)
-            if not line:
-                raise RuntimeError("the camera farm exited before listening")
-            yield cls(process, json.loads(line)["cameras"])
-        finally:
-            if process.stdin is not None:
-                process.stdin.close()
-            try:
-                await asyncio.wait_for(process.wait(), 30)
-            except TimeoutError:
-                process.kill()
-                await process.wait()
-
-    async def command(self, command: str) -> dict[str, Any]:
-        """Send a command line, return the farm's JSON answer."""
-        if self.process.stdin is None or self.process.stdout is None:
-            raise RuntimeError("farm pipes closed")
-        self.process.stdin.write(f"{command}\n".encode())
-        await self.process.stdin.drain()
-        answer: dict[str, Any] = json.loads(await self.process.stdout.readline())
-        return answer
-
-
-def check_round(coordinators: list[FirmwareCoordinator], what: str) -> None:
-    """Fail when a coordinator's last refresh failed."""
-    failed = [c for c in coordinators if not c.last_update_success]
-    if failed:
-        raise RuntimeError(
-            f"{what}: {len(failed)} refreshes failed, e.g. {failed[0].last_exception!r}"
-        )
+    module = "benchmarks.onvif_farm"
 
 
 async def test_many_cameras(hass: HomeAssistant, socket_enabled: None) -> None:

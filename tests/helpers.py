@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Callable
 from typing import Any
 
 from homeassistant.const import (
@@ -50,4 +52,16 @@ async def setup_entry(hass: HomeAssistant, entry: MockConfigEntry) -> None:
     """Add `entry` to Home Assistant and set it up."""
     entry.add_to_hass(hass)
     await hass.config_entries.async_setup(entry.entry_id)
+    await hass.async_block_till_done()
+
+
+async def wait_until(
+    hass: HomeAssistant,
+    condition: Callable[[], bool],
+    timeout: float = 10,  # noqa: ASYNC109
+) -> None:
+    """Wait (bounded) until `condition()` holds, then let Home Assistant settle."""
+    async with asyncio.timeout(timeout):
+        while not condition():
+            await asyncio.sleep(0.01)
     await hass.async_block_till_done()

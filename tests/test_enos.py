@@ -42,6 +42,7 @@ from custom_components.firmware_hub.const import (
 from custom_components.firmware_hub.packages import RetryPolicy
 from custom_components.firmware_hub.protocols.enos import EnosTiming
 
+from .helpers import wait_until as _until
 from .simulators.enos import EnosSimulator, firmware_bytes, firmware_offer
 
 PK = "pk1a2b3c"
@@ -107,17 +108,6 @@ def _data(sim: EnosSimulator, **overrides: Any) -> dict[str, Any]:
         "file_base_url": sim.files.base_url,
         **overrides,
     }
-
-
-async def _until(
-    hass: HomeAssistant,
-    condition: Callable[[], bool],
-    timeout: float = 10,  # noqa: ASYNC109
-) -> None:
-    async with asyncio.timeout(timeout):
-        while not condition():
-            await asyncio.sleep(0.01)
-    await hass.async_block_till_done()
 
 
 async def _setup(

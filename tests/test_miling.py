@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncGenerator, Callable
+from collections.abc import AsyncGenerator
 import hashlib
 import logging
 import os
@@ -37,6 +37,7 @@ from custom_components.firmware_hub.const import (
 )
 from custom_components.firmware_hub.protocols.miling import Backoff
 
+from .helpers import wait_until as _until
 from .simulators.miling import CorruptMd5, MilingServerSimulator
 
 DEVICE_ID = "10001"
@@ -93,17 +94,6 @@ def _entry(sim: MilingServerSimulator, **options: Any) -> MockConfigEntry:
         data={CONF_KIND: "miling", **_data(sim)},
         options=options,
     )
-
-
-async def _until(
-    hass: HomeAssistant,
-    condition: Callable[[], bool],
-    timeout: float = 10,  # noqa: ASYNC109
-) -> None:
-    async with asyncio.timeout(timeout):
-        while not condition():
-            await asyncio.sleep(0.01)
-    await hass.async_block_till_done()
 
 
 async def _setup(
