@@ -432,7 +432,9 @@ async def test_firmware_version_no_false_update(
     assert update.state == STATE_OFF
     assert update.attributes["installed_version"] == "8.71.0066"
     assert update.attributes["latest_version"] == "8.71.0066"
-    assert update.attributes[ATTR_SUPPORTED_FEATURES] == UpdateEntityFeature.PROGRESS
+    assert update.attributes[ATTR_SUPPORTED_FEATURES] == (
+        UpdateEntityFeature.INSTALL | UpdateEntityFeature.PROGRESS
+    )
     assert hass.states.get(STATUS).state == "idle"
     device = device_registry.async_get(_device_id(hass, entry))
     assert (device.manufacturer, device.model, device.serial_number) == (

@@ -57,12 +57,11 @@ class FirmwareUpdateEntity(FirmwareHubEntity, UpdateEntity):
             features |= UpdateEntityFeature.RELEASE_NOTES
         if coordinator.backend.specific_version:
             features |= UpdateEntityFeature.SPECIFIC_VERSION
-        if coordinator.backend.can_install:
+        if coordinator.backend.can_install or coordinator.backend.can_install_file:
+            # ONVIF installs a file (install_firmware_file) and never offers a
+            # version, so Home Assistant shows no Install button; its progress
+            # still shows here while a file is installed.
             features |= UpdateEntityFeature.INSTALL | UpdateEntityFeature.PROGRESS
-        elif coordinator.backend.can_install_file:
-            # ONVIF: no offer to install (latest = installed), so no INSTALL; a file
-            # installed with install_firmware_file still shows its progress here.
-            features |= UpdateEntityFeature.PROGRESS
         self._attr_supported_features = features
 
     @property
