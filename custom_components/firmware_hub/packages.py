@@ -38,7 +38,7 @@ from aiohttp import hdrs
 _LOGGER = logging.getLogger(__name__)
 
 #: Bytes read from the network per step (and per executor write).
-STREAM_CHUNK: Final = 256 * 1024
+STREAM_CHUNK: Final = 1024 * 1024
 #: Space kept free beyond the package itself.
 FREE_SPACE_MARGIN: Final = 16 * 1024 * 1024
 _CONTENT_RANGE = re.compile(r"bytes (\d+)-(\d+)/(\d+|\*)")
@@ -123,7 +123,7 @@ class _Sink:
     checksums overlap. At most `_MAX_PENDING` chunks wait, which bounds memory.
     """
 
-    _MAX_PENDING: Final = 8
+    _MAX_PENDING: Final = 4
 
     def __init__(self, handle: IO[bytes]) -> None:
         self._handle = handle
