@@ -532,3 +532,18 @@ async def test_diagnostics_without_secret(
     assert SECRET not in text
     assert diagnostics["entry"]["data"]["device_secret"] == "**REDACTED**"
     assert diagnostics["state"]["details"]["cloud_connected"] is True
+
+
+async def test_version_list_keeps_pushed_offers(
+    hass: HomeAssistant, sim: EnosSimulator
+) -> None:
+    """A version list that lacks a pushed offer does not erase the push."""
+    await _setup(hass, sim, **{CONF_AUTO_DOWNLOAD: False})
+    url = sim.files.add("pushed.bin", V2)
+    await sim.cloud.push_upgrade(PK, DK, firmware_offer("2.0.0", url, V2, "md5"))
+    await _until(hass, lambda: hass.states.get(UPDATE).state == STATE_ON)
+    sim.cloud.versions[(PK, DK)] = []
+    await hass.services.async_call(
+        "button", "press", {ATTR_ENTITY_ID: CHECK}, blocking=True
+    )
+    assert hass.states.get(UPDATE).attributes["latest_version"] == "2.0.0"

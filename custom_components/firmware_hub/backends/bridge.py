@@ -254,9 +254,17 @@ class BridgeBackend(FirmwareBackend):
         if self._latest() is offer:
             self.resume()
 
-    async def async_set_offers(self, offers: list[BridgeOffer]) -> None:
-        """Replace the offers with the cloud's current list (a version check)."""
-        self._offers = {offer.version: offer for offer in offers}
+    async def async_set_offers(
+        self, offers: list[BridgeOffer], *, keep: Callable[[BridgeOffer], bool]
+    ) -> None:
+        """Take the cloud's current list (a version check).
+
+        Offers the list does not carry are dropped unless `keep` says otherwise
+        (EnOS keeps pushed offers: a push is an explicit request, and a version
+        list answered just after it must not erase it).
+        """
+        current = {v: o for v, o in self._offers.items() if keep(o)}
+        self._offers = current | {offer.version: offer for offer in offers}
         await self._persist()
         self._emit(last_check=datetime.now(UTC))
         self.resume()

@@ -239,7 +239,10 @@ class EnosBackend(BridgeBackend):
         except EnosError as err:
             _LOGGER.warning("EnOS getversion failed: %s", err)
             return self._set_state(self.state.evolve(error=f"getversion failed: {err}"))
-        await self.async_set_offers([to_bridge_offer(offer) for offer in offers])
+        await self.async_set_offers(
+            [to_bridge_offer(offer) for offer in offers],
+            keep=lambda offer: "msg_id" in offer.source,
+        )
         return self._set_state(self.state.evolve(error=None))
 
     # ------------------------------------------------------------ download
