@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
+import contextlib
 import json
 from pathlib import Path
 from typing import Any
@@ -280,6 +281,36 @@ def _client(
     return IsapiClient(session, **options)
 
 
+@contextlib.asynccontextmanager
+async def _plain_server(
+    session: aiohttp.ClientSession,
+    handler: Callable[[web.Request], Awaitable[web.StreamResponse]],
+    timeout: float = isapi.DEFAULT_TIMEOUT,  # noqa: ASYNC109
+) -> AsyncIterator[tuple[IsapiClient, int]]:
+    """Serve `handler` for every path on loopback; yield a client for it and the port."""
+    app = web.Application()
+    app.router.add_get("/{tail:.*}", handler)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    port = runner.addresses[0][1]
+    try:
+        yield (
+            IsapiClient(
+                session,
+                host="127.0.0.1",
+                port=port,
+                ssl=False,
+                username="a",
+                password="b",
+                timeout=timeout,
+            ),
+            port,
+        )
+    finally:
+        await runner.cleanup()
+
+
 async def test_digest_nonce_is_reused(
     session: aiohttp.ClientSession, socket_enabled: None
 ) -> None:
@@ -340,28 +371,10 @@ async def test_connection_errors(
         await asyncio.sleep(5)
         return web.Response()
 
-    app = web.Application()
-    app.router.add_get("/{tail:.*}", slow)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    try:
-        port = runner.addresses[0][1]
-        silent = IsapiClient(
-            session,
-            host="127.0.0.1",
-            port=port,
-            ssl=False,
-            username="a",
-            password="b",
-            timeout=0.2,
-        )
+    async with _plain_server(session, slow, timeout=0.2) as (silent, port):
         with pytest.raises(IsapiTimeoutError):
             await silent.get_device_info()
         assert silent.base_url == f"http://127.0.0.1:{port}"
-    finally:
-        await runner.cleanup()
 
 
 async def test_oversized_body(
@@ -372,25 +385,9 @@ async def test_oversized_body(
     async def huge(_request: web.Request) -> web.Response:
         return web.Response(body=b"<a>" + b"x" * (isapi.MAX_BODY_BYTES + 10) + b"</a>")
 
-    app = web.Application()
-    app.router.add_get("/{tail:.*}", huge)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    try:
-        client = IsapiClient(
-            session,
-            host="127.0.0.1",
-            port=runner.addresses[0][1],
-            ssl=False,
-            username="a",
-            password="b",
-        )
+    async with _plain_server(session, huge) as (client, _port):
         with pytest.raises(IsapiParseError):
             await client.get_device_info()
-    finally:
-        await runner.cleanup()
 
 
 async def test_expired_nonce_is_renewed(
@@ -425,23 +422,7 @@ async def test_body_arriving_in_pieces(
         await response.write_eof()
         return response
 
-    app = web.Application()
-    app.router.add_get("/{tail:.*}", trickle)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    try:
-        client = IsapiClient(
-            session,
-            host="127.0.0.1",
-            port=runner.addresses[0][1],
-            ssl=False,
-            username="a",
-            password="b",
-        )
+    async with _plain_server(session, trickle) as (client, _port):
         info = await client.get_device_info()
-        assert info.model == "DS-7608NXI-I2/8P/S"
-        assert info.device_type == "NVR"
-    finally:
-        await runner.cleanup()
+    assert info.model == "DS-7608NXI-I2/8P/S"
+    assert info.device_type == "NVR"

@@ -42,6 +42,8 @@ from xml.sax.saxutils import escape
 
 from aiohttp import web
 
+from ._device import LoopbackDevice
+
 if TYPE_CHECKING:
     from collections.abc import Callable, Coroutine, Sequence
 
@@ -267,7 +269,7 @@ def derive_identity(serial: str, mac: str, number: int) -> tuple[str, str]:
     return new_serial, new_mac
 
 
-class IsapiCameraSimulator:
+class IsapiCameraSimulator(LoopbackDevice):
     """A Hikvision camera (or NVR) on a loopback port, driven by tests.
 
     Mutable attributes tests may change at any time: ``failures``, ``password``
@@ -409,11 +411,6 @@ class IsapiCameraSimulator:
     # ------------------------------------------------------------------ identity
 
     @property
-    def url(self) -> str:
-        """Base URL, ``http://host:port`` (the port is known once started)."""
-        return f"http://{self.host}:{self.port}"
-
-    @property
     def model(self) -> str:
         """Model from deviceInfo, e.g. ``DS-2CD2346G2-ISU/SL``; also the Digest realm."""
         return self._model
@@ -474,11 +471,6 @@ class IsapiCameraSimulator:
         """Current upgrade status (``notUpgrade``, ``upgrading``, ``successful``, ...)."""
         return self._upgrade_status
 
-    @property
-    def is_online(self) -> bool:
-        """Whether the simulator is accepting connections."""
-        return self._online.is_set()
-
     # ------------------------------------------------------------------ stats
 
     @property
@@ -535,35 +527,6 @@ class IsapiCameraSimulator:
         await self._close_listener(runner)
         await runner.cleanup()
 
-    async def go_offline(self) -> None:
-        """Close the listening socket and all open connections (same port kept)."""
-        if self._runner is None:
-            raise RuntimeError("simulator not started")
-        if not self.is_online:
-            return
-        await self._close_listener(self._runner)
-        self._event("went_offline")
-
-    async def go_online(self) -> None:
-        """Listen again on the same port."""
-        if self._runner is None:
-            raise RuntimeError("simulator not started")
-        if self.is_online:
-            return
-        await self._open_listener()
-        self._ready.set()
-        self._event("came_online")
-
-    async def wait_online(self) -> None:
-        """Return once the simulator accepts connections again.
-
-        An outage the camera has announced counts as pending from the moment it
-        answered: after the response to ``PUT /ISAPI/System/reboot`` (or the status
-        poll that triggers an automatic reboot or ``LOST_DURING_UPGRADE``) this
-        waits for the end of that outage, even if it has not started yet.
-        """
-        await self._ready.wait()
-
     async def reboot(self) -> None:
         """Reboot: go offline now, come back after ``reboot_seconds`` (in background).
 
@@ -602,40 +565,6 @@ class IsapiCameraSimulator:
         self._retire_nonces()
         await asyncio.sleep(self.offline_seconds)
         await self.go_online()
-
-    async def _open_listener(self) -> None:
-        """Bind the TCP site on ``host:port`` and mark the camera online."""
-        assert self._runner is not None
-        if self._site is not None:
-            self._online.set()
-            return
-        site = web.TCPSite(self._runner, self.host, self.port, reuse_address=True)
-        await site.start()
-        self._site = site
-        self.port = site.port
-        self._online.set()
-
-    async def _close_listener(self, runner: web.AppRunner) -> None:
-        """Close the listening socket and force-close every open connection."""
-        self._online.clear()
-        self._ready.clear()
-        site, self._site = self._site, None
-        if site is not None:
-            await site.stop()
-        if runner.server is not None:
-            for connection in runner.server.connections:
-                connection.force_close()
-
-    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
-        """Run ``coro`` as a background task that ``stop()`` cancels."""
-        task = asyncio.get_running_loop().create_task(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-
-    def _event(self, name: str) -> None:
-        """Record a lifecycle event."""
-        self.events.append((time.monotonic(), name))
-        _LOGGER.debug("%s %s", self.url, name)
 
     # ------------------------------------------------------------------ HTTP
 

@@ -75,6 +75,8 @@ from xml.sax.saxutils import escape
 
 from aiohttp import web
 
+from ._device import LoopbackDevice
+
 __all__ = [
     "BITRATE_RANGE",
     "DEFAULT_FIXTURES_DIR",
@@ -379,7 +381,7 @@ def _parse_envelope(body: bytes) -> ET.Element:
         raise _SoapFaultError(["InvalidArgVal"], f"malformed XML: {err}") from err
 
 
-class OnvifCameraSimulator:
+class OnvifCameraSimulator(LoopbackDevice):
     """The Bosch FLEXIDOME on a loopback port, driven by tests.
 
     Mutable attributes tests may change at any time: ``password`` (the user changed
@@ -505,19 +507,9 @@ class OnvifCameraSimulator:
     # ------------------------------------------------------------------ state
 
     @property
-    def url(self) -> str:
-        """Base URL, ``http://host:port`` (the port is known once started)."""
-        return f"http://{self.host}:{self.port}"
-
-    @property
     def device_service_url(self) -> str:
         """The device service XAddr."""
         return f"{self.url}{DEVICE_PATH}"
-
-    @property
-    def is_online(self) -> bool:
-        """Whether the simulator is accepting connections."""
-        return self._online.is_set()
 
     @property
     def discovery_port(self) -> int | None:
@@ -634,31 +626,6 @@ class OnvifCameraSimulator:
         self._discovery = transport
         return int(transport.get_extra_info("sockname")[1])
 
-    async def go_offline(self) -> None:
-        """Close the listening socket and all open connections (same port kept)."""
-        if self._runner is None:
-            raise RuntimeError("simulator not started")
-        if self.is_online:
-            await self._close_listener(self._runner)
-            self._event("went_offline")
-
-    async def go_online(self) -> None:
-        """Listen again on the same port."""
-        if self._runner is None:
-            raise RuntimeError("simulator not started")
-        if not self.is_online:
-            await self._open_listener()
-            self._ready.set()
-            self._event("came_online")
-
-    async def wait_online(self) -> None:
-        """Return once the camera accepts connections and no outage is pending.
-
-        After the answer to SystemReboot or to a firmware upload this waits for the
-        end of that outage, even if it has not started yet.
-        """
-        await self._ready.wait()
-
     async def reboot(self) -> None:
         """Go offline now and come back after ``reboot_seconds`` (in background)."""
         await self._outage("reboot", self.reboot_seconds, None)
@@ -686,34 +653,6 @@ class OnvifCameraSimulator:
             self._event(f"{name}_finished")
         finally:
             self._busy = False
-
-    async def _open_listener(self) -> None:
-        assert self._runner is not None
-        if self._site is None:
-            site = web.TCPSite(self._runner, self.host, self.port, reuse_address=True)
-            await site.start()
-            self._site = site
-            self.port = site.port
-        self._online.set()
-
-    async def _close_listener(self, runner: web.AppRunner) -> None:
-        self._online.clear()
-        self._ready.clear()
-        site, self._site = self._site, None
-        if site is not None:
-            await site.stop()
-        if runner.server is not None:
-            for connection in runner.server.connections:
-                connection.force_close()
-
-    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
-        task = asyncio.get_running_loop().create_task(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-
-    def _event(self, name: str) -> None:
-        self.events.append((time.monotonic(), name))
-        _LOGGER.debug("%s %s", self.url, name)
 
     # ------------------------------------------------------------------ HTTP
 

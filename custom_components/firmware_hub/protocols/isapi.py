@@ -12,6 +12,7 @@ and turns every malformed body into `IsapiParseError`.
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass
 import json
@@ -146,9 +147,9 @@ def text(value: Any) -> str | None:
 
 def find(content: Any, *names: str) -> Any:
     """Return the first element named one of `names` at any depth (breadth first)."""
-    queue: list[Any] = [content]
+    queue: deque[Any] = deque([content])
     while queue:
-        node = queue.pop(0)
+        node = queue.popleft()
         if isinstance(node, Mapping):
             for name in names:
                 if name in node:
