@@ -70,6 +70,7 @@ import pytest
 
 from custom_components.firmware_hub.backends.bridge import (
     BridgeOffer,
+    BridgeSettings,
     MemoryPersistence,
 )
 from custom_components.firmware_hub.backends.miling import (
@@ -427,10 +428,12 @@ class Bridge:
             device_type=DEVICE_TYPE,
             prog_version=INSTALLED_VERSION,
             max_package_bytes=64 * MIB,
-            store=PackageStore(root),
-            persistence=persistence,
-            handoff_timeout=3600.0,
-            auto_download=False,  # the benchmark starts (and times) the download
+            bridge=BridgeSettings(
+                store=PackageStore(root),
+                persistence=persistence,
+                handoff_timeout=3600.0,
+                auto_download=False,  # the benchmark starts (and times) the download
+            ),
         )
         bridge = cls(backend, persistence)
         backend.attach(bridge.publish)

@@ -213,8 +213,8 @@ async def test_soap_calls_per_refresh(
     say(
         f"  refresh: {calls:.2f} SOAP calls, {faults} faults, median {refresh_ms:.1f} ms"
     )
-    for operation, count in per_operation.items():
-        say(f"    {operation}: {count:.2f} per refresh")
+    for operation, rate in per_operation.items():
+        say(f"    {operation}: {rate:.2f} per refresh")
     say(
         f"  refresh at the check interval (settings too): {settings_calls:.2f} SOAP "
         f"calls, median {statistics.median(settings_times) * 1000:.1f} ms"

@@ -47,7 +47,13 @@ from .backends.base import (
     InstallRefusedError,
     InvalidRequestError,
 )
-from .backends.bridge import BridgeBackend, HandOff, MemoryPersistence, Persistence
+from .backends.bridge import (
+    BridgeBackend,
+    BridgeSettings,
+    HandOff,
+    MemoryPersistence,
+    Persistence,
+)
 from .backends.enos import EnosBackend
 from .backends.hikvision import HikvisionBackend
 from .backends.miling import MilingBackend
@@ -157,7 +163,7 @@ def create_backend(
             device_type=data[CONF_DEVICE_TYPE],
             prog_version=data[CONF_PROG_VERSION],
             max_package_bytes=int(data[CONF_MAX_PACKAGE_MB]) * 1024 * 1024,
-            **_bridge_settings(hass, options, entry_id),
+            bridge=_bridge_settings(hass, options, entry_id),
         )
     if kind is Kind.ENOS:
         return EnosBackend(
@@ -175,7 +181,7 @@ def create_backend(
             file_base_url=data.get(CONF_FILE_BASE_URL),
             ca_file=options.get(CONF_CA_FILE),
             http_broker_url=options.get(CONF_HTTP_BROKER_URL),
-            **_bridge_settings(hass, options, entry_id),
+            bridge=_bridge_settings(hass, options, entry_id),
         )
     if kind is Kind.ONVIF:
         # onvif-zeep-async builds its own aiohttp sessions for SOAP (one client per
@@ -201,17 +207,17 @@ def package_dir(hass: HomeAssistant, entry_id: str) -> Path:
 
 def _bridge_settings(
     hass: HomeAssistant, options: Mapping[str, Any], entry_id: str | None
-) -> dict[str, Any]:
+) -> BridgeSettings:
     persistence: Persistence = (
         StorePersistence(hass, entry_id) if entry_id else MemoryPersistence()
     )
-    return {
-        "store": PackageStore(package_dir(hass, entry_id or "probe")),
-        "persistence": persistence,
-        "handoff_timeout": 60.0
+    return BridgeSettings(
+        store=PackageStore(package_dir(hass, entry_id or "probe")),
+        persistence=persistence,
+        handoff_timeout=60.0
         * options.get(CONF_HANDOFF_TIMEOUT, DEFAULT_HANDOFF_TIMEOUT),
-        "auto_download": options.get(CONF_AUTO_DOWNLOAD, DEFAULT_AUTO_DOWNLOAD),
-    }
+        auto_download=options.get(CONF_AUTO_DOWNLOAD, DEFAULT_AUTO_DOWNLOAD),
+    )
 
 
 def translated_error(err: BackendError) -> HomeAssistantError:

@@ -98,6 +98,16 @@ class HandOff:
     source: Mapping[str, Any] = field(default_factory=dict)
 
 
+@dataclass(frozen=True, slots=True)
+class BridgeSettings:
+    """What every bridge needs besides its cloud connection (from the entry)."""
+
+    store: PackageStore
+    persistence: Persistence
+    handoff_timeout: float  # seconds
+    auto_download: bool
+
+
 class BridgeBackend(FirmwareBackend):
     """Shared lifecycle of the bridge kinds; subclasses speak the cloud's protocol."""
 
@@ -105,21 +115,13 @@ class BridgeBackend(FirmwareBackend):
     polls = False
     has_release_notes = False
 
-    def __init__(
-        self,
-        *,
-        installed_version: str,
-        store: PackageStore,
-        persistence: Persistence,
-        handoff_timeout: float,
-        auto_download: bool,
-    ) -> None:
+    def __init__(self, *, installed_version: str, settings: BridgeSettings) -> None:
         """Initialize; call `async_restore` before use."""
         super().__init__()
-        self.store = store
-        self._persistence = persistence
-        self.handoff_timeout = handoff_timeout
-        self.auto_download = auto_download
+        self.store = settings.store
+        self._persistence = settings.persistence
+        self.handoff_timeout = settings.handoff_timeout
+        self.auto_download = settings.auto_download
         self._installed = installed_version
         self._configured = installed_version
         self._offers: dict[str, BridgeOffer] = {}

@@ -27,7 +27,7 @@ from urllib.parse import urljoin, urlsplit
 import aiohttp
 
 from ..models import DeviceIdentity, FirmwareState
-from ..packages import DownloadError, Expected, Package, PackageStore, RetryPolicy
+from ..packages import DownloadError, Expected, Package, RetryPolicy
 from ..protocols import enos_http
 from ..protocols.enos import (
     CODE_INVALID_REQUEST,
@@ -44,7 +44,7 @@ from ..protocols.enos import (
     FirmwareOffer as EnosOffer,
 )
 from .base import DeviceAuthError, DeviceConnectionError
-from .bridge import BridgeBackend, BridgeOffer, HandOff, Persistence
+from .bridge import BridgeBackend, BridgeOffer, BridgeSettings, HandOff
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -105,20 +105,11 @@ class EnosBackend(BridgeBackend):
         file_base_url: str | None,
         http_broker_url: str | None,
         ca_file: str | None,
-        store: PackageStore,
-        persistence: Persistence,
-        handoff_timeout: float,
-        auto_download: bool,
+        bridge: BridgeSettings,
         timing: EnosBridgeTiming | None = None,
     ) -> None:
         """Initialize; nothing connects until `async_run`."""
-        super().__init__(
-            installed_version=installed_version,
-            store=store,
-            persistence=persistence,
-            handoff_timeout=handoff_timeout,
-            auto_download=auto_download,
-        )
+        super().__init__(installed_version=installed_version, settings=bridge)
         self._session = session
         self._credentials = credentials
         self._file_base_url = file_base_url or None

@@ -22,7 +22,7 @@ from typing import Any, Final
 import aiohttp
 
 from ..models import DeviceIdentity, FirmwareState
-from ..packages import IntegrityError, Package, PackageError, PackageStore, PartialFile
+from ..packages import IntegrityError, Package, PackageError, PartialFile
 from ..protocols.miling import (
     Backoff,
     ChunkChecksumError,
@@ -43,7 +43,7 @@ from ..protocols.miling import (
     register_once,
 )
 from .base import BackendError, DeviceConnectionError, DeviceResponseError
-from .bridge import BridgeBackend, BridgeOffer, HandOff, Persistence
+from .bridge import BridgeBackend, BridgeOffer, BridgeSettings, HandOff
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -97,20 +97,11 @@ class MilingBackend(BridgeBackend):
         device_type: str,
         prog_version: str,
         max_package_bytes: int,
-        store: PackageStore,
-        persistence: Persistence,
-        handoff_timeout: float,
-        auto_download: bool,
+        bridge: BridgeSettings,
         timing: MilingTiming | None = None,
     ) -> None:
         """Initialize; nothing connects until `async_run`."""
-        super().__init__(
-            installed_version=prog_version,
-            store=store,
-            persistence=persistence,
-            handoff_timeout=handoff_timeout,
-            auto_download=auto_download,
-        )
+        super().__init__(installed_version=prog_version, settings=bridge)
         self._host = host
         self._ws_port = ws_port
         self._device_id = device_id
