@@ -33,7 +33,7 @@ import time
 
 import aiohttp
 
-from custom_components.firmware_hub.packages import Expected, PackageStore
+from custom_components.firmware_hub.core.packages import Expected, PackageStore
 
 from .report import record
 

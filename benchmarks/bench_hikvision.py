@@ -63,7 +63,10 @@ from pytest_homeassistant_custom_component.common import MockConfigEntry  # type
 
 from custom_components.firmware_hub.const import CONF_KIND, DOMAIN, Kind
 from custom_components.firmware_hub.coordinator import FirmwareCoordinator
-from custom_components.firmware_hub.protocols.isapi import PATH_DEVICE_INFO, IsapiClient
+from custom_components.firmware_hub.kinds.hikvision.protocol.client import (
+    PATH_DEVICE_INFO,
+    IsapiClient,
+)
 from tests.simulators.isapi import IsapiCameraSimulator
 
 from .report import record

@@ -68,19 +68,19 @@ from homeassistant.core import HomeAssistant
 from homeassistant.helpers.aiohttp_client import async_get_clientsession
 import pytest
 
-from custom_components.firmware_hub.backends.bridge import (
+from custom_components.firmware_hub.core.bridge import (
     BridgeOffer,
     BridgeSettings,
     MemoryPersistence,
 )
-from custom_components.firmware_hub.backends.miling import (
+from custom_components.firmware_hub.core.models import FirmwareState
+from custom_components.firmware_hub.core.packages import Package, PackageStore
+from custom_components.firmware_hub.kinds.miling.backend import (
     CHECKPOINT_EVERY,
     MilingBackend,
     in_flight,
 )
-from custom_components.firmware_hub.models import FirmwareState
-from custom_components.firmware_hub.packages import Package, PackageStore
-from custom_components.firmware_hub.protocols.miling import (
+from custom_components.firmware_hub.kinds.miling.protocol.client import (
     DOWNLOAD_PATH,
     MAX_CHUNK_SIZE,
     ChunkClient,

@@ -37,7 +37,7 @@ from pytest_homeassistant_custom_component.common import MockConfigEntry  # type
 
 from custom_components.firmware_hub.const import CONF_KIND, DOMAIN, Kind
 from custom_components.firmware_hub.coordinator import FirmwareCoordinator
-from custom_components.firmware_hub.protocols.onvif import OnvifClient
+from custom_components.firmware_hub.kinds.onvif.protocol.client import OnvifClient
 from tests.simulators.onvif import OnvifCameraSimulator
 
 from .bench_hikvision import (

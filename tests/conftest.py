@@ -11,9 +11,9 @@ from collections.abc import AsyncGenerator
 
 import pytest
 
-from custom_components.firmware_hub import onvif_discovery
-from custom_components.firmware_hub.backends import hikvision
 from custom_components.firmware_hub.const import DOMAIN
+from custom_components.firmware_hub.kinds.hikvision import backend as hikvision
+from custom_components.firmware_hub.kinds.onvif import discovery as onvif_discovery
 
 from .simulators.isapi import IsapiCameraSimulator
 

@@ -28,7 +28,6 @@ from pytest_homeassistant_custom_component.components.diagnostics import (
 )
 from pytest_homeassistant_custom_component.typing import ClientSessionGenerator
 
-from custom_components.firmware_hub.backends import enos as enos_backend
 from custom_components.firmware_hub.const import (
     CONF_AUTO_DOWNLOAD,
     CONF_CA_FILE,
@@ -39,8 +38,9 @@ from custom_components.firmware_hub.const import (
     EVENT_INSTALL_REQUESTED,
     EVENT_UPGRADE_FINISHED,
 )
-from custom_components.firmware_hub.packages import RetryPolicy
-from custom_components.firmware_hub.protocols.enos import EnosTiming
+from custom_components.firmware_hub.core.packages import RetryPolicy
+from custom_components.firmware_hub.kinds.enos import backend as enos_backend
+from custom_components.firmware_hub.kinds.enos.protocol.client import EnosTiming
 
 from .helpers import wait_until as _until
 from .simulators.enos import EnosSimulator, firmware_bytes, firmware_offer

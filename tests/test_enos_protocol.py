@@ -15,8 +15,8 @@ import aiohttp
 import paho.mqtt.client as mqtt
 import pytest
 
-from custom_components.firmware_hub.protocols import enos
-from custom_components.firmware_hub.protocols.enos import (
+from custom_components.firmware_hub.kinds.enos.protocol import client as enos
+from custom_components.firmware_hub.kinds.enos.protocol.client import (
     CODE_INVALID_REQUEST,
     EnosAuthError,
     EnosClient,

@@ -8,7 +8,7 @@ from homeassistant.core import HomeAssistant
 from homeassistant.exceptions import HomeAssistantError
 import pytest
 
-from custom_components.firmware_hub.backends.hikvision import (
+from custom_components.firmware_hub.core.versions import (
     is_newer,
     parse_version,
     same_version,

@@ -14,8 +14,8 @@ from aiohttp import web
 from hypothesis import HealthCheck, given, settings, strategies as st
 import pytest
 
-from custom_components.firmware_hub.protocols import isapi
-from custom_components.firmware_hub.protocols.isapi import (
+from custom_components.firmware_hub.kinds.hikvision.protocol import client as isapi
+from custom_components.firmware_hub.kinds.hikvision.protocol.client import (
     IsapiAuthError,
     IsapiClient,
     IsapiConnectionError,

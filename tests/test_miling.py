@@ -25,7 +25,6 @@ from pytest_homeassistant_custom_component.common import (
     async_capture_events,
 )
 
-from custom_components.firmware_hub.backends import miling as miling_backend
 from custom_components.firmware_hub.const import (
     CONF_AUTO_DOWNLOAD,
     CONF_CHECK_INTERVAL,
@@ -35,7 +34,8 @@ from custom_components.firmware_hub.const import (
     EVENT_INSTALL_REQUESTED,
     EVENT_UPGRADE_FINISHED,
 )
-from custom_components.firmware_hub.protocols.miling import Backoff
+from custom_components.firmware_hub.kinds.miling import backend as miling_backend
+from custom_components.firmware_hub.kinds.miling.protocol.client import Backoff
 
 from .helpers import wait_until as _until
 from .simulators.miling import CorruptMd5, MilingServerSimulator

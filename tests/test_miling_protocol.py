@@ -16,8 +16,8 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 import pytest
 from websockets.exceptions import InvalidStatus, InvalidURI
 
-from custom_components.firmware_hub.protocols import miling
-from custom_components.firmware_hub.protocols.miling import (
+from custom_components.firmware_hub.kinds.miling.protocol import client as miling
+from custom_components.firmware_hub.kinds.miling.protocol.client import (
     Backoff,
     ChunkChecksumError,
     ChunkClient,

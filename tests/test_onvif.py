@@ -47,14 +47,16 @@ from pytest_homeassistant_custom_component.components.diagnostics import (
 )
 from pytest_homeassistant_custom_component.typing import ClientSessionGenerator
 
-from custom_components.firmware_hub import onvif_discovery
-from custom_components.firmware_hub.backends import onvif as onvif_backend
 from custom_components.firmware_hub.const import (
     CONF_KIND,
     DOMAIN,
     EVENT_UPGRADE_FINISHED,
 )
-from custom_components.firmware_hub.onvif_sensors import onvif_sensors
+from custom_components.firmware_hub.kinds.onvif import (
+    backend as onvif_backend,
+    discovery as onvif_discovery,
+)
+from custom_components.firmware_hub.kinds.onvif.sensors import onvif_sensors
 
 from .helpers import hikvision_entry, setup_entry
 from .simulators.isapi import IsapiCameraSimulator

@@ -18,8 +18,8 @@ from onvif.exceptions import ONVIFAuthError, ONVIFError, ONVIFTimeoutError  # ty
 import pytest
 from zeep import exceptions as zeep_exceptions
 
-from custom_components.firmware_hub.protocols import onvif as proto
-from custom_components.firmware_hub.protocols.onvif import (
+from custom_components.firmware_hub.kinds.onvif.protocol import client as proto
+from custom_components.firmware_hub.kinds.onvif.protocol.client import (
     EncoderChanges,
     ImagingSettings,
     OnvifAuthError,

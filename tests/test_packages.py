@@ -11,7 +11,7 @@ import aiohttp
 from aiohttp import web
 import pytest
 
-from custom_components.firmware_hub.packages import (
+from custom_components.firmware_hub.core.packages import (
     DownloadError,
     Expected,
     InsufficientSpaceError,

@@ -12,8 +12,6 @@ from homeassistant.exceptions import (
 from homeassistant.helpers import config_validation as cv, issue_registry as ir
 from homeassistant.helpers.typing import ConfigType
 
-from .backends.base import BackendError, DeviceAuthError, FirmwareBackend
-from .backends.bridge import BridgeBackend
 from .const import CONF_KIND, DOMAIN, Kind
 from .coordinator import (
     FirmwareCoordinator,
@@ -23,8 +21,10 @@ from .coordinator import (
     create_backend,
     package_dir,
 )
-from .models import DeviceIdentity, FirmwareState
-from .packages import PackageStore
+from .core.backend import BackendError, DeviceAuthError, FirmwareBackend
+from .core.bridge import BridgeBackend
+from .core.models import DeviceIdentity, FirmwareState
+from .core.packages import PackageStore
 from .services import async_setup_services
 
 PLATFORMS: list[Platform] = [

@@ -14,9 +14,9 @@ from homeassistant.const import EntityCategory
 from homeassistant.core import HomeAssistant
 from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
 
-from .backends.bridge import BridgeBackend
 from .const import Kind
 from .coordinator import FirmwareCoordinator, FirmwareHubConfigEntry
+from .core.bridge import BridgeBackend
 from .entity import FirmwareHubEntity
 
 # Read-only entities fed by the coordinator.

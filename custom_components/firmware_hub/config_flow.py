@@ -33,8 +33,6 @@ from homeassistant.helpers.selector import (
 )
 import probatio as vol
 
-from .backends.base import DeviceAuthError, DeviceConnectionError, DeviceResponseError
-from .backends.miling import RegistrationRefusedError
 from .const import (
     CONF_AUTO_DOWNLOAD,
     CONF_CA_FILE,
@@ -73,9 +71,11 @@ from .const import (
     Kind,
 )
 from .coordinator import FirmwareHubConfigEntry, create_backend
-from .models import DeviceIdentity
-from .onvif_discovery import async_discover
-from .protocols.onvif import DiscoveredCamera
+from .core.backend import DeviceAuthError, DeviceConnectionError, DeviceResponseError
+from .core.models import DeviceIdentity
+from .kinds.miling.backend import RegistrationRefusedError
+from .kinds.onvif.discovery import async_discover
+from .kinds.onvif.protocol.client import DiscoveredCamera
 
 _PASSWORD = TextSelector(TextSelectorConfig(type=TextSelectorType.PASSWORD))
 _PORT = vol.All(vol.Coerce(int), vol.Range(min=1, max=65535))

@@ -39,25 +39,6 @@ from homeassistant.helpers.update_coordinator import DataUpdateCoordinator, Upda
 from homeassistant.util import dt as dt_util
 from yarl import URL
 
-from .backends.base import (
-    BackendError,
-    DeviceAuthError,
-    FirmwareBackend,
-    InstallError,
-    InstallRefusedError,
-    InvalidRequestError,
-)
-from .backends.bridge import (
-    BridgeBackend,
-    BridgeSettings,
-    HandOff,
-    MemoryPersistence,
-    Persistence,
-)
-from .backends.enos import EnosBackend
-from .backends.hikvision import HikvisionBackend
-from .backends.miling import MilingBackend
-from .backends.onvif import OnvifBackend
 from .const import (
     CONF_AUTO_DOWNLOAD,
     CONF_CA_FILE,
@@ -88,11 +69,30 @@ from .const import (
     POLL_INTERVAL,
     Kind,
 )
-from .models import DeviceIdentity, FirmwareState, Phase
-from .packages import PackageStore
-from .protocols.enos import EnosCredentials
-from .protocols.isapi import IsapiClient
-from .protocols.onvif import OnvifClient
+from .core.backend import (
+    BackendError,
+    DeviceAuthError,
+    FirmwareBackend,
+    InstallError,
+    InstallRefusedError,
+    InvalidRequestError,
+)
+from .core.bridge import (
+    BridgeBackend,
+    BridgeSettings,
+    HandOff,
+    MemoryPersistence,
+    Persistence,
+)
+from .core.models import DeviceIdentity, FirmwareState, Phase
+from .core.packages import PackageStore
+from .kinds.enos.backend import EnosBackend
+from .kinds.enos.protocol.client import EnosCredentials
+from .kinds.hikvision.backend import HikvisionBackend
+from .kinds.hikvision.protocol.client import IsapiClient
+from .kinds.miling.backend import MilingBackend
+from .kinds.onvif.backend import OnvifBackend
+from .kinds.onvif.protocol.client import OnvifClient
 
 type FirmwareHubConfigEntry = ConfigEntry[FirmwareHubData]
 

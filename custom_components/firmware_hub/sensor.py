@@ -18,9 +18,9 @@ from homeassistant.helpers.typing import StateType
 
 from .const import Kind
 from .coordinator import FirmwareHubConfigEntry
+from .core.models import FirmwareState, Phase
 from .entity import FirmwareHubEntity
-from .models import FirmwareState, Phase
-from .onvif_sensors import onvif_sensors
+from .kinds.onvif.sensors import onvif_sensors
 
 # Read-only entities fed by the coordinator.
 PARALLEL_UPDATES = 0

@@ -16,15 +16,15 @@ from homeassistant.exceptions import ServiceValidationError
 from homeassistant.helpers import config_validation as cv, device_registry as dr
 import probatio as vol
 
-from .backends.onvif import (
+from .const import DOMAIN, Kind
+from .coordinator import FirmwareCoordinator, FirmwareHubConfigEntry
+from .kinds.onvif.backend import (
     IMAGING_FIELDS,
     STREAM_FIELDS,
     ImagingRequest,
     OnvifBackend,
     StreamRequest,
 )
-from .const import DOMAIN, Kind
-from .coordinator import FirmwareCoordinator, FirmwareHubConfigEntry
 
 ATTR_DEVICE_ID = "device_id"
 ATTR_SUCCESS = "success"

@@ -22,9 +22,9 @@ from homeassistant.components.sensor import (
 from homeassistant.const import EntityCategory, UnitOfDataRate
 from homeassistant.helpers.typing import StateType
 
-from .backends.onvif import IMAGING_VALUES
-from .coordinator import FirmwareCoordinator
-from .entity import FirmwareHubEntity
+from ...coordinator import FirmwareCoordinator
+from ...entity import FirmwareHubEntity
+from .backend import IMAGING_VALUES
 
 ENCODERS = "encoders"
 IMAGING = "imaging"

@@ -25,7 +25,7 @@ from urllib.parse import quote
 import aiohttp
 from yarl import URL
 
-from .enos import EnosAuthError, EnosConnectionError, EnosCredentials, EnosError
+from .client import EnosAuthError, EnosConnectionError, EnosCredentials, EnosError
 
 SCHEME: Final = "enos-connect://"
 #: How long (ms) the broker keeps a session without traffic (its documented default).

@@ -21,9 +21,11 @@ from typing import Any, Final
 
 import aiohttp
 
-from ..models import DeviceIdentity, FirmwareState
-from ..packages import IntegrityError, Package, PackageError, PartialFile
-from ..protocols.miling import (
+from ...core.backend import BackendError, DeviceConnectionError, DeviceResponseError
+from ...core.bridge import BridgeBackend, BridgeOffer, BridgeSettings, HandOff
+from ...core.models import DeviceIdentity, FirmwareState
+from ...core.packages import IntegrityError, Package, PackageError, PartialFile
+from .protocol.client import (
     Backoff,
     ChunkChecksumError,
     ChunkClient,
@@ -42,8 +44,6 @@ from ..protocols.miling import (
     is_plain_file_name,
     register_once,
 )
-from .base import BackendError, DeviceConnectionError, DeviceResponseError
-from .bridge import BridgeBackend, BridgeOffer, BridgeSettings, HandOff
 
 _LOGGER = logging.getLogger(__name__)
 

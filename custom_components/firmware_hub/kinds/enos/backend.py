@@ -26,10 +26,12 @@ from urllib.parse import urljoin, urlsplit
 
 import aiohttp
 
-from ..models import DeviceIdentity, FirmwareState
-from ..packages import DownloadError, Expected, Package, RetryPolicy
-from ..protocols import enos_http
-from ..protocols.enos import (
+from ...core.backend import DeviceAuthError, DeviceConnectionError
+from ...core.bridge import BridgeBackend, BridgeOffer, BridgeSettings, HandOff
+from ...core.models import DeviceIdentity, FirmwareState
+from ...core.packages import DownloadError, Expected, Package, RetryPolicy
+from .protocol import http_broker as enos_http
+from .protocol.client import (
     CODE_INVALID_REQUEST,
     CODE_SUCCESS,
     METHOD_PROGRESS,
@@ -43,8 +45,6 @@ from ..protocols.enos import (
     EnosTiming,
     FirmwareOffer as EnosOffer,
 )
-from .base import DeviceAuthError, DeviceConnectionError
-from .bridge import BridgeBackend, BridgeOffer, BridgeSettings, HandOff
 
 _LOGGER = logging.getLogger(__name__)
 

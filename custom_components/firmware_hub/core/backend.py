@@ -3,14 +3,21 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 from typing import Any, ClassVar
 
-from ..models import DeviceIdentity, FirmwareState
+from .models import DeviceIdentity, FirmwareState, InstallRun
 
 #: Receives every new state while an install runs (progress, phase changes).
 Publish = Callable[[FirmwareState], None]
+
+#: Persists the running install (the install journal); None clears it.
+JournalWrite = Callable[[InstallRun | None], Awaitable[None]]
+
+
+async def _no_journal(_run: InstallRun | None) -> None:
+    """Keep nothing (a backend outside Home Assistant: tests, benchmarks)."""
 
 
 class BackendError(Exception):
@@ -88,6 +95,8 @@ class FirmwareBackend(ABC):
     def __init__(self) -> None:
         """Start from an empty state."""
         self._state = FirmwareState()
+        #: Where the running install is recorded; set by the Home Assistant layer.
+        self.journal: JournalWrite = _no_journal
 
     @property
     def state(self) -> FirmwareState:
@@ -97,6 +106,15 @@ class FirmwareBackend(ABC):
     def _set_state(self, state: FirmwareState) -> FirmwareState:
         self._state = state
         return state
+
+    async def _begin_install(self, run: InstallRun, publish: Publish) -> None:
+        """Record the install, then show it; call before anything can start a flash.
+
+        The journal is written first: if Home Assistant stops or the entry reloads
+        from here on, setup finds the marker and follows the install to its end.
+        """
+        await self.journal(run)
+        publish(self._set_state(self._state.evolve(install=run)))
 
     @abstractmethod
     async def async_probe(self) -> DeviceIdentity:
@@ -114,6 +132,19 @@ class FirmwareBackend(ABC):
 
         Returns the final state; raises `InstallError` after publishing a failed state.
         """
+
+    async def async_follow(
+        self, run: InstallRun | None, publish: Publish
+    ) -> FirmwareState | None:
+        """Follow an install already running on the device to its outcome (setup).
+
+        `run` is the journal's marker of an install this integration started before
+        a reload or restart (None: no marker). A kind whose device can flash by
+        itself also looks at the device. Returns None when no install runs, else the
+        final, verified state; raises `InstallError` (after publishing a failed
+        state) when the install failed. Nothing is sent that changes the device.
+        """
+        return None
 
     async def async_restart(self) -> None:
         """Restart the device."""

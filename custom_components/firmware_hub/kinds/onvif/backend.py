@@ -33,8 +33,19 @@ from typing import Any, Final
 
 import aiohttp
 
-from ..models import DeviceIdentity, FirmwareState, Phase
-from ..protocols.onvif import (
+from ...core.backend import (
+    BackendError,
+    DeviceAuthError,
+    DeviceConnectionError,
+    DeviceResponseError,
+    FirmwareBackend,
+    InstallError,
+    InstallRefusedError,
+    InvalidRequestError,
+    Publish,
+)
+from ...core.models import DeviceIdentity, FirmwareState, Phase
+from .protocol.client import (
     DeviceInformation,
     EncoderChanges,
     ImagingOptions,
@@ -52,17 +63,6 @@ from ..protocols.onvif import (
     VideoEncoderConfiguration,
     VideoEncoderOptions,
     upload_firmware,
-)
-from .base import (
-    BackendError,
-    DeviceAuthError,
-    DeviceConnectionError,
-    DeviceResponseError,
-    FirmwareBackend,
-    InstallError,
-    InstallRefusedError,
-    InvalidRequestError,
-    Publish,
 )
 
 _LOGGER = logging.getLogger(__name__)

@@ -22,15 +22,15 @@ import re
 import time
 from typing import Any, Protocol
 
-from ..models import DeviceIdentity, FirmwareOffer, FirmwareState, Phase
-from ..packages import IntegrityError, Package, PackageError, PackageStore
-from .base import (
+from .backend import (
     BackendError,
     FirmwareBackend,
     InstallError,
     InstallRefusedError,
     Publish,
 )
+from .models import DeviceIdentity, FirmwareOffer, FirmwareState, Phase
+from .packages import IntegrityError, Package, PackageError, PackageStore
 
 _LOGGER = logging.getLogger(__name__)
 

@@ -19,8 +19,8 @@ from typing import Final
 
 from homeassistant.core import HomeAssistant
 
-from .const import LOGGER
-from .protocols.onvif import (
+from ...const import LOGGER
+from .protocol.client import (
     DISCOVERY_PORT,
     DiscoveredCamera,
     OnvifError,

@@ -1,0 +1,1 @@
+"""Shared firmware lifecycle: models, backend base, bridges, packages. No Home Assistant imports."""

@@ -1,0 +1,1 @@
+"""The device kinds: one package per kind."""

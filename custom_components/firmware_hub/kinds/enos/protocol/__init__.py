@@ -1,0 +1,1 @@
+"""The enos wire protocol (no Home Assistant imports)."""

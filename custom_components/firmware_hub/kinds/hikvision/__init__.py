@@ -1,0 +1,1 @@
+"""The hikvision device kind."""

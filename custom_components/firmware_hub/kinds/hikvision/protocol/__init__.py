@@ -1,0 +1,1 @@
+"""The hikvision wire protocol (no Home Assistant imports)."""

@@ -1,0 +1,1 @@
+"""The miling wire protocol (no Home Assistant imports)."""

@@ -1,0 +1,1 @@
+"""The onvif device kind."""

@@ -1,0 +1,1 @@
+"""The onvif wire protocol (no Home Assistant imports)."""

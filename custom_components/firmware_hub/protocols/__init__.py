@@ -1,1 +1,0 @@
-"""Wire protocols: requests, messages, parsing, typed errors. No Home Assistant imports."""
