@@ -13,19 +13,20 @@ from homeassistant.helpers import config_validation as cv, issue_registry as ir
 from homeassistant.helpers.typing import ConfigType
 
 from .const import CONF_KIND, DOMAIN, Kind
-from .coordinator import (
-    FirmwareCoordinator,
-    FirmwareHubConfigEntry,
-    FirmwareHubData,
-    StorePersistence,
-    create_backend,
-    package_dir,
+from .coordinator import FirmwareCoordinator, FirmwareHubConfigEntry, FirmwareHubData
+from .core.backend import (
+    BackendError,
+    DeviceAuthError,
+    DeviceConnectionError,
+    FirmwareBackend,
 )
-from .core.backend import BackendError, DeviceAuthError, FirmwareBackend
 from .core.bridge import BridgeBackend
-from .core.models import DeviceIdentity, FirmwareState
-from .core.packages import PackageStore
+from .core.models import DeviceIdentity, FirmwareState, Phase
+from .kind_spec import BackendContext
+from .outcomes import repair_id
+from .registry import KINDS
 from .services import async_setup_services
+from .storage import InstallJournal, async_remove_entry_data
 
 PLATFORMS: list[Platform] = [
     Platform.BINARY_SENSOR,
@@ -44,8 +45,18 @@ async def async_setup(hass: HomeAssistant, config: ConfigType) -> bool:
 
 
 async def async_setup_entry(hass: HomeAssistant, entry: FirmwareHubConfigEntry) -> bool:
-    """Probe the device (or restore the bridge), then set up its entities."""
-    backend = create_backend(hass, entry.data, entry.options, entry.entry_id)
+    """Probe the device (or restore the bridge), then set up its entities.
+
+    An install recorded in the journal (or one the device runs by itself) is
+    followed to its end before anything else may talk to the device.
+    """
+    spec = KINDS[Kind(entry.data[CONF_KIND])]
+    backend = spec.create_backend(
+        BackendContext(hass, entry.data, entry.options, entry.entry_id)
+    )
+    journal = await InstallJournal.async_get(hass)
+    run = journal.run(entry.entry_id)
+    degraded = False
     if isinstance(backend, BridgeBackend):
         # A bridge works from its configuration and what it stored: a cloud that
         # is down must not hide the device or lose a pending hand-off.
@@ -53,8 +64,9 @@ async def async_setup_entry(hass: HomeAssistant, entry: FirmwareHubConfigEntry) 
         identity = backend.identity
         state = backend.state
     else:
-        identity, state = await _async_probe(backend, entry)
-    coordinator = FirmwareCoordinator(hass, entry, backend, identity)
+        probed = await _async_probe(backend, entry, journal.identity(entry.entry_id))
+        identity, state, degraded = probed
+    coordinator = FirmwareCoordinator(hass, entry, backend, identity, journal)
     coordinator.async_set_updated_data(state)
     entry.runtime_data = FirmwareHubData(coordinator=coordinator, identity=identity)
     await hass.config_entries.async_forward_entry_setups(entry, PLATFORMS)
@@ -63,13 +75,22 @@ async def async_setup_entry(hass: HomeAssistant, entry: FirmwareHubConfigEntry) 
             hass, backend.async_run(), f"{DOMAIN} {entry.title} cloud connection"
         )
         backend.resume()
+    elif backend.polls:
+        coordinator.async_follow(run, reload=degraded)
     return True
 
 
 async def _async_probe(
-    backend: FirmwareBackend, entry: FirmwareHubConfigEntry
-) -> tuple[DeviceIdentity, FirmwareState]:
-    """Identify a polled device and read its state, or raise why setup must wait."""
+    backend: FirmwareBackend,
+    entry: FirmwareHubConfigEntry,
+    journaled: DeviceIdentity | None,
+) -> tuple[DeviceIdentity, FirmwareState, bool]:
+    """Identify a polled device and read its state, or raise why setup must wait.
+
+    A device that does not answer while the journal says it is being flashed (it
+    reboots) is set up from the journal, so that the install is followed: the
+    third value is True then.
+    """
     try:
         identity = await backend.async_probe()
         state = await backend.async_refresh(check=True)
@@ -78,13 +99,14 @@ async def _async_probe(
         raise ConfigEntryAuthFailed(
             translation_domain=DOMAIN, translation_key="invalid_auth"
         ) from err
+    except DeviceConnectionError as err:
+        if journaled is not None:
+            return journaled, FirmwareState(phase=Phase.REBOOTING), True
+        await backend.async_close()
+        raise _not_ready(err) from err
     except BackendError as err:
         await backend.async_close()
-        raise ConfigEntryNotReady(
-            translation_domain=DOMAIN,
-            translation_key="setup_failed",
-            translation_placeholders={"error": str(err)},
-        ) from err
+        raise _not_ready(err) from err
     if entry.unique_id is not None and identity.unique_id != entry.unique_id:
         await backend.async_close()
         raise ConfigEntryError(
@@ -92,13 +114,25 @@ async def _async_probe(
             translation_key="wrong_device",
             translation_placeholders={"name": entry.title},
         )
-    return identity, state
+    return identity, state, False
+
+
+def _not_ready(err: BackendError) -> ConfigEntryNotReady:
+    return ConfigEntryNotReady(
+        translation_domain=DOMAIN,
+        translation_key="setup_failed",
+        translation_placeholders={"error": str(err)},
+    )
 
 
 async def async_unload_entry(
     hass: HomeAssistant, entry: FirmwareHubConfigEntry
 ) -> bool:
-    """Unload the entities and release the device's connections."""
+    """Unload the entities and release the device's connections.
+
+    A running install is the entry's background task: unloading cancels it, so
+    nothing more reaches the device; its journal marker stays for the next setup.
+    """
     unloaded = await hass.config_entries.async_unload_platforms(entry, PLATFORMS)
     if unloaded:
         await entry.runtime_data.coordinator.backend.async_close()
@@ -108,8 +142,6 @@ async def async_unload_entry(
 async def async_remove_entry(
     hass: HomeAssistant, entry: FirmwareHubConfigEntry
 ) -> None:
-    """Forget the entry's repair issues, stored state and packages."""
-    ir.async_delete_issue(hass, DOMAIN, f"install_failed_{entry.entry_id}")
-    if entry.data[CONF_KIND] in (Kind.ENOS, Kind.MILING):
-        await StorePersistence(hass, entry.entry_id).async_remove()
-        await PackageStore(package_dir(hass, entry.entry_id)).remove_all()
+    """Forget the entry's repair issues, journal, stored state and packages."""
+    ir.async_delete_issue(hass, DOMAIN, repair_id(entry.entry_id))
+    await async_remove_entry_data(hass, entry.entry_id)

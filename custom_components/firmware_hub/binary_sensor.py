@@ -1,56 +1,28 @@
-"""Connectivity binary sensors: the device's upgrade server, the bridge's cloud."""
+"""Connectivity sensors: a bridge's cloud connection, and what the kind adds."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
-
-from homeassistant.components.binary_sensor import (
-    BinarySensorEntity,
-    BinarySensorEntityDescription,
-)
+from homeassistant.components.binary_sensor import BinarySensorEntity
 from homeassistant.components.binary_sensor.const import BinarySensorDeviceClass
 from homeassistant.const import EntityCategory
 from homeassistant.core import HomeAssistant
 from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
 
-from .const import Kind
-from .coordinator import FirmwareCoordinator, FirmwareHubConfigEntry
-from .core.bridge import BridgeBackend
+from .coordinator import FirmwareHubConfigEntry
 from .entity import FirmwareHubEntity
+from .kind_spec import KindBinarySensorEntityDescription
+from .registry import KINDS
 
 # Read-only entities fed by the coordinator.
 PARALLEL_UPDATES = 0
 
-
-@dataclass(frozen=True, kw_only=True)
-class FirmwareBinarySensorEntityDescription(BinarySensorEntityDescription):
-    """A binary sensor reading one detail of the firmware state."""
-
-    detail: str
-    exists_fn: Callable[[FirmwareCoordinator], bool]
-
-
-BINARY_SENSORS: tuple[FirmwareBinarySensorEntityDescription, ...] = (
-    FirmwareBinarySensorEntityDescription(
-        key="upgrade_server",
-        translation_key="upgrade_server",
-        device_class=BinarySensorDeviceClass.CONNECTIVITY,
-        entity_category=EntityCategory.DIAGNOSTIC,
-        detail="upgrade_server_connected",
-        exists_fn=lambda coordinator: (
-            coordinator.kind is Kind.HIKVISION
-            and bool(coordinator.data.details.get("online_upgrade"))
-        ),
-    ),
-    FirmwareBinarySensorEntityDescription(
-        key="cloud_connection",
-        translation_key="cloud_connection",
-        device_class=BinarySensorDeviceClass.CONNECTIVITY,
-        entity_category=EntityCategory.DIAGNOSTIC,
-        detail="cloud_connected",
-        exists_fn=lambda coordinator: isinstance(coordinator.backend, BridgeBackend),
-    ),
+#: The bridges' link to their cloud (`FirmwareState.connected`).
+CLOUD_CONNECTION = KindBinarySensorEntityDescription(
+    key="cloud_connection",
+    translation_key="cloud_connection",
+    device_class=BinarySensorDeviceClass.CONNECTIVITY,
+    entity_category=EntityCategory.DIAGNOSTIC,
+    value_fn=lambda state: state.connected,
 )
 
 
@@ -61,20 +33,22 @@ async def async_setup_entry(
 ) -> None:
     """Set up the connectivity sensors the device has."""
     coordinator = entry.runtime_data.coordinator
+    descriptions = list(KINDS[coordinator.kind].binary_sensors)
+    if coordinator.handoffs is not None:
+        descriptions.append(CLOUD_CONNECTION)
     async_add_entities(
         FirmwareBinarySensor(coordinator, description)
-        for description in BINARY_SENSORS
-        if description.exists_fn(coordinator)
+        for description in descriptions
+        if description.exists_fn(coordinator.data)
     )
 
 
 class FirmwareBinarySensor(FirmwareHubEntity, BinarySensorEntity):
     """A connectivity sensor."""
 
-    entity_description: FirmwareBinarySensorEntityDescription
+    entity_description: KindBinarySensorEntityDescription
 
     @property
     def is_on(self) -> bool | None:
         """Return the connection state (None when the device does not say)."""
-        value = self.coordinator.data.details.get(self.entity_description.detail)
-        return value if isinstance(value, bool) else None
+        return self.entity_description.value_fn(self.coordinator.data)

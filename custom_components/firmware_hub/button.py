@@ -36,9 +36,7 @@ BUTTONS: tuple[FirmwareButtonEntityDescription, ...] = (
         entity_category=EntityCategory.DIAGNOSTIC,
         exists_fn=lambda coordinator: coordinator.backend.can_check,
         press_fn=lambda coordinator: coordinator.async_check(),
-        usable_fn=lambda coordinator: (
-            coordinator.data.details.get("cloud_connected") is not False
-        ),
+        usable_fn=lambda coordinator: coordinator.data.connected is not False,
     ),
     FirmwareButtonEntityDescription(
         key="restart",

@@ -1,4 +1,8 @@
-"""Config flow: a menu of device kinds, each validated against the real device."""
+"""Config flow: pick a device kind, then its connection; reauth, reconfigure, options.
+
+Everything kind-specific (forms, secrets, how to build the backend that validates
+the input, discovery, options) comes from the kind's `KindSpec` in `registry.KINDS`.
+"""
 
 from __future__ import annotations
 
@@ -10,167 +14,26 @@ from homeassistant.config_entries import (
     ConfigFlowResult,
     OptionsFlowWithReload,
 )
-from homeassistant.const import (
-    CONF_HOST,
-    CONF_PASSWORD,
-    CONF_PORT,
-    CONF_SSL,
-    CONF_USERNAME,
-    CONF_VERIFY_SSL,
-)
+from homeassistant.const import CONF_HOST, CONF_PORT
 from homeassistant.core import callback
 from homeassistant.helpers.selector import (
-    NumberSelector,
-    NumberSelectorConfig,
-    NumberSelectorMode,
     SelectOptionDict,
     SelectSelector,
     SelectSelectorConfig,
     SelectSelectorMode,
-    TextSelector,
-    TextSelectorConfig,
-    TextSelectorType,
 )
 import probatio as vol
 
-from .const import (
-    CONF_AUTO_DOWNLOAD,
-    CONF_CA_FILE,
-    CONF_CHECK_INTERVAL,
-    CONF_DEVICE_ID,
-    CONF_DEVICE_KEY,
-    CONF_DEVICE_SECRET,
-    CONF_DEVICE_TYPE,
-    CONF_FILE_BASE_URL,
-    CONF_FIRMWARE_VERSION,
-    CONF_HANDOFF_TIMEOUT,
-    CONF_HTTP_BROKER_URL,
-    CONF_HTTP_PORT,
-    CONF_KIND,
-    CONF_MAX_PACKAGE_MB,
-    CONF_PRODUCT_KEY,
-    CONF_PROG_VERSION,
-    CONF_SIGN_METHOD,
-    CONF_TLS,
-    CONF_WS_PORT,
-    DEFAULT_AUTO_DOWNLOAD,
-    DEFAULT_CHECK_INTERVAL,
-    DEFAULT_ENOS_PORT,
-    DEFAULT_HANDOFF_TIMEOUT,
-    DEFAULT_HIKVISION_PORT,
-    DEFAULT_HIKVISION_USERNAME,
-    DEFAULT_MAX_PACKAGE_MB,
-    DEFAULT_MILING_HTTP_PORT,
-    DEFAULT_MILING_WS_PORT,
-    DEFAULT_ONVIF_PORT,
-    DOMAIN,
-    LOGGER,
-    MAX_CHECK_INTERVAL,
-    MIN_CHECK_INTERVAL,
-    SIGN_METHODS,
-    Kind,
-)
-from .coordinator import FirmwareHubConfigEntry, create_backend
-from .core.backend import DeviceAuthError, DeviceConnectionError, DeviceResponseError
+from .const import CONF_KIND, DOMAIN, LOGGER, Kind
+from .coordinator import FirmwareHubConfigEntry
+from .core.backend import BackendError
 from .core.models import DeviceIdentity
-from .kinds.miling.backend import RegistrationRefusedError
-from .kinds.onvif.discovery import async_discover
-from .kinds.onvif.protocol.client import DiscoveredCamera
+from .errors import form_error
+from .kind_spec import BackendContext, DiscoveredDevice, KindSpec
+from .registry import KINDS
 
-_PASSWORD = TextSelector(TextSelectorConfig(type=TextSelectorType.PASSWORD))
-_PORT = vol.All(vol.Coerce(int), vol.Range(min=1, max=65535))
-
-HIKVISION_SCHEMA = vol.Schema(
-    {
-        vol.Required(CONF_HOST): str,
-        vol.Required(CONF_PORT, default=DEFAULT_HIKVISION_PORT): _PORT,
-        vol.Required(CONF_SSL, default=False): bool,
-        vol.Required(CONF_VERIFY_SSL, default=False): bool,
-        vol.Required(CONF_USERNAME, default=DEFAULT_HIKVISION_USERNAME): str,
-        vol.Required(CONF_PASSWORD): _PASSWORD,
-    }
-)
-
-CREDENTIALS_SCHEMA = vol.Schema(
-    {
-        vol.Required(CONF_USERNAME): str,
-        vol.Required(CONF_PASSWORD): _PASSWORD,
-    }
-)
-
-MILING_SCHEMA = vol.Schema(
-    {
-        vol.Required(CONF_HOST): str,
-        vol.Required(CONF_WS_PORT, default=DEFAULT_MILING_WS_PORT): _PORT,
-        vol.Required(CONF_HTTP_PORT, default=DEFAULT_MILING_HTTP_PORT): _PORT,
-        vol.Required(CONF_DEVICE_ID): str,
-        vol.Required(CONF_DEVICE_TYPE): str,
-        vol.Required(CONF_PROG_VERSION): str,
-        vol.Required(CONF_MAX_PACKAGE_MB, default=DEFAULT_MAX_PACKAGE_MB): vol.All(
-            vol.Coerce(int), vol.Range(min=1, max=4096)
-        ),
-    }
-)
-
-#: The connection form of each kind (the reconfigure step shows the same).
-KIND_SCHEMAS = {Kind.HIKVISION: HIKVISION_SCHEMA, Kind.MILING: MILING_SCHEMA}
-
-#: Reconfigure: an empty password keeps the stored one.
-HIKVISION_RECONFIGURE_SCHEMA = HIKVISION_SCHEMA.extend(
-    {vol.Optional(CONF_PASSWORD): _PASSWORD}
-)
-
-ENOS_SCHEMA = vol.Schema(
-    {
-        vol.Required(CONF_HOST): str,
-        vol.Required(CONF_PORT, default=DEFAULT_ENOS_PORT): _PORT,
-        vol.Required(CONF_TLS, default=True): bool,
-        vol.Required(CONF_PRODUCT_KEY): str,
-        vol.Required(CONF_DEVICE_KEY): str,
-        vol.Required(CONF_DEVICE_SECRET): _PASSWORD,
-        vol.Required(CONF_SIGN_METHOD, default="sha256"): SelectSelector(
-            SelectSelectorConfig(
-                options=list(SIGN_METHODS),
-                translation_key=CONF_SIGN_METHOD,
-                mode=SelectSelectorMode.DROPDOWN,
-            )
-        ),
-        vol.Required(CONF_FIRMWARE_VERSION): str,
-        vol.Optional(CONF_FILE_BASE_URL): str,
-    }
-)
-
-#: Reconfigure: an empty device secret keeps the stored one.
-ENOS_RECONFIGURE_SCHEMA = ENOS_SCHEMA.extend(
-    {vol.Optional(CONF_DEVICE_SECRET): _PASSWORD}
-)
-
-ENOS_CREDENTIALS_SCHEMA = vol.Schema({vol.Required(CONF_DEVICE_SECRET): _PASSWORD})
-
-#: Secrets: never suggested back from a stored entry.
-_SECRETS = (CONF_PASSWORD, CONF_DEVICE_SECRET)
-
-KIND_SCHEMAS[Kind.ENOS] = ENOS_SCHEMA
-#: Reconfigure forms where an empty secret keeps the stored one.
-RECONFIGURE_SCHEMAS = {
-    Kind.HIKVISION: HIKVISION_RECONFIGURE_SCHEMA,
-    Kind.ENOS: ENOS_RECONFIGURE_SCHEMA,
-}
-
-ONVIF_SCHEMA = vol.Schema(
-    {
-        vol.Required(CONF_HOST): str,
-        vol.Required(CONF_PORT, default=DEFAULT_ONVIF_PORT): _PORT,
-        vol.Required(CONF_USERNAME): str,
-        vol.Required(CONF_PASSWORD): _PASSWORD,
-    }
-)
-KIND_SCHEMAS[Kind.ONVIF] = ONVIF_SCHEMA
-RECONFIGURE_SCHEMAS[Kind.ONVIF] = ONVIF_SCHEMA.extend(
-    {vol.Optional(CONF_PASSWORD): _PASSWORD}
-)
 #: The discovery step's choice, and its value for "enter the address".
-CONF_CAMERA = "camera"
+CONF_DEVICE = "device"
 MANUAL_ENTRY = "manual"
 
 
@@ -180,10 +43,12 @@ class FirmwareHubConfigFlow(ConfigFlow, domain=DOMAIN):
     VERSION = 1
     MINOR_VERSION = 1
 
-    #: ONVIF cameras WS-Discovery found, by choice value (None: not probed yet).
-    _onvif_found: dict[str, DiscoveredCamera] | None = None
-    #: The camera picked from the discovery list.
-    _onvif_picked: DiscoveredCamera | None = None
+    #: Devices the kind's discovery found, by choice value (None: not probed yet).
+    _found: dict[str, DiscoveredDevice] | None = None
+    #: The device picked from the discovery list.
+    _picked: DiscoveredDevice | None = None
+    #: The kind being added.
+    _kind: Kind | None = None
 
     @staticmethod
     @callback
@@ -198,32 +63,45 @@ class FirmwareHubConfigFlow(ConfigFlow, domain=DOMAIN):
     ) -> ConfigFlowResult:
         """Ask which kind of device to add."""
         return self.async_show_menu(
-            step_id="user", menu_options=[kind.value for kind in Kind]
+            step_id="user", menu_options=[kind.value for kind in KINDS]
         )
+
+    # One step per kind of the menu: each shows its kind's form.
 
     async def async_step_hikvision(
         self, user_input: dict[str, Any] | None = None
     ) -> ConfigFlowResult:
         """Add a Hikvision camera or recorder."""
-        return await self._async_step_device(
-            Kind.HIKVISION,
-            HIKVISION_SCHEMA,
-            user_input,
-            update_keys=(CONF_HOST, CONF_PORT, CONF_SSL, CONF_VERIFY_SSL),
-        )
+        return await self._async_step_kind(Kind.HIKVISION, user_input)
 
-    async def _async_step_device(
-        self,
-        kind: Kind,
-        schema: vol.Schema,
-        user_input: dict[str, Any] | None,
-        update_keys: tuple[str, ...] = (),
+    async def async_step_onvif(
+        self, user_input: dict[str, Any] | None = None
+    ) -> ConfigFlowResult:
+        """Add an ONVIF camera (first offering the ones discovery finds)."""
+        return await self._async_step_kind(Kind.ONVIF, user_input)
+
+    async def async_step_enos(
+        self, user_input: dict[str, Any] | None = None
+    ) -> ConfigFlowResult:
+        """Add a device whose firmware is published on EnOS (Home Assistant as agent)."""
+        return await self._async_step_kind(Kind.ENOS, user_input)
+
+    async def async_step_miling(
+        self, user_input: dict[str, Any] | None = None
+    ) -> ConfigFlowResult:
+        """Add a device upgraded through the Miling cloud (Home Assistant as bridge)."""
+        return await self._async_step_kind(Kind.MILING, user_input)
+
+    async def _async_step_kind(
+        self, kind: Kind, user_input: dict[str, Any] | None
     ) -> ConfigFlowResult:
         """Show a kind's form; create the entry once the device validates.
 
-        A device already configured aborts, taking the `update_keys` typed (its
+        A device already configured aborts, taking the form's `update_keys` (its
         new address) into the existing entry.
         """
+        spec = KINDS[kind]
+        self._kind = kind
         errors: dict[str, str] = {}
         if user_input is not None:
             data = {CONF_KIND: kind.value, **user_input}
@@ -231,71 +109,47 @@ class FirmwareHubConfigFlow(ConfigFlow, domain=DOMAIN):
             if identity is not None:
                 await self.async_set_unique_id(identity.unique_id)
                 self._abort_if_unique_id_configured(
-                    updates={key: user_input[key] for key in update_keys}
+                    updates={key: user_input[key] for key in spec.update_keys}
                 )
-                return self.async_create_entry(title=identity.name, data=data)
-        return self.async_show_form(
-            step_id=kind.value,
-            data_schema=self.add_suggested_values_to_schema(schema, user_input),
-            errors=errors,
-        )
-
-    async def async_step_onvif(
-        self, user_input: dict[str, Any] | None = None
-    ) -> ConfigFlowResult:
-        """Add an ONVIF camera; first offer the ones WS-Discovery finds."""
-        errors: dict[str, str] = {}
-        if user_input is not None:
-            data = {CONF_KIND: Kind.ONVIF.value, **user_input}
-            identity = await self._async_validate(data, errors)
-            if identity is not None:
-                await self.async_set_unique_id(identity.unique_id)
-                self._abort_if_unique_id_configured(
-                    updates={key: user_input[key] for key in (CONF_HOST, CONF_PORT)}
-                )
-                picked = self._onvif_picked
-                same = picked is not None and picked.host == user_input[CONF_HOST]
-                title = (picked.name if picked and same else None) or identity.name
+                picked = self._picked
+                same = picked is not None and picked.host == user_input.get(CONF_HOST)
+                title = (picked.title if picked and same else None) or identity.name
                 return self.async_create_entry(title=title, data=data)
-        elif self._onvif_found is None:
-            self._onvif_found = await self._async_discover_onvif()
-            if self._onvif_found:
-                return await self.async_step_onvif_discovery()
-        picked = self._onvif_picked
+        elif spec.discover is not None and self._found is None:
+            self._found = await self._async_discover(spec)
+            if self._found:
+                return await self.async_step_pick_device()
+        picked = self._picked
         suggested = user_input or (
             {CONF_HOST: picked.host, CONF_PORT: picked.port} if picked else None
         )
         return self.async_show_form(
-            step_id=Kind.ONVIF.value,
-            data_schema=self.add_suggested_values_to_schema(ONVIF_SCHEMA, suggested),
+            step_id=kind.value,
+            data_schema=self.add_suggested_values_to_schema(spec.schema, suggested),
             errors=errors,
         )
 
-    async def async_step_onvif_discovery(
+    async def async_step_pick_device(
         self, user_input: dict[str, Any] | None = None
     ) -> ConfigFlowResult:
-        """Offer the ONVIF cameras found on the network, and manual entry."""
-        found = self._onvif_found or {}
-        if user_input is not None:
-            self._onvif_picked = found.get(user_input[CONF_CAMERA])
-            return await self.async_step_onvif()
+        """Offer the devices discovery found, and manual entry."""
+        found = self._found or {}
+        if user_input is not None and self._kind is not None:
+            self._picked = found.get(user_input[CONF_DEVICE])
+            return await self._async_step_kind(self._kind, None)
         options = [
-            SelectOptionDict(
-                value=value,
-                label=f"{camera.name or camera.hardware or camera.host} "
-                f"({camera.host}:{camera.port})",
-            )
-            for value, camera in found.items()
+            SelectOptionDict(value=value, label=device.label)
+            for value, device in found.items()
         ]
         options.append(SelectOptionDict(value=MANUAL_ENTRY, label=MANUAL_ENTRY))
         return self.async_show_form(
-            step_id="onvif_discovery",
+            step_id="pick_device",
             data_schema=vol.Schema(
                 {
-                    vol.Required(CONF_CAMERA): SelectSelector(
+                    vol.Required(CONF_DEVICE): SelectSelector(
                         SelectSelectorConfig(
                             options=options,
-                            translation_key="onvif_camera",
+                            translation_key="pick_device",
                             mode=SelectSelectorMode.LIST,
                         )
                     )
@@ -303,32 +157,21 @@ class FirmwareHubConfigFlow(ConfigFlow, domain=DOMAIN):
             ),
         )
 
-    async def _async_discover_onvif(self) -> dict[str, DiscoveredCamera]:
-        """Probe for ONVIF cameras; leave out the ones already configured."""
+    async def _async_discover(self, spec: KindSpec) -> dict[str, DiscoveredDevice]:
+        """Run the kind's discovery; leave out the devices already configured."""
+        assert spec.discover is not None  # noqa: S101 - checked by the caller
         configured_hosts: set[tuple[str, int]] = set()
         configured_ids: set[str | None] = set()
         for entry in self._async_current_entries(include_ignore=False):
-            if entry.data.get(CONF_KIND) == Kind.ONVIF:
+            if entry.data.get(CONF_KIND) == spec.kind:
                 configured_hosts.add((entry.data[CONF_HOST], entry.data[CONF_PORT]))
                 configured_ids.add(entry.unique_id)
         return {
-            f"{camera.host}:{camera.port}": camera
-            for camera in await async_discover(self.hass)
-            if (camera.host, camera.port) not in configured_hosts
-            and (camera.mac_address is None or camera.mac_address not in configured_ids)
+            f"{device.host}:{device.port}": device
+            for device in await spec.discover(self.hass)
+            if (device.host, device.port) not in configured_hosts
+            and not device.ids & configured_ids
         }
-
-    async def async_step_enos(
-        self, user_input: dict[str, Any] | None = None
-    ) -> ConfigFlowResult:
-        """Add a device whose firmware is published on EnOS (Home Assistant as agent)."""
-        return await self._async_step_device(Kind.ENOS, ENOS_SCHEMA, user_input)
-
-    async def async_step_miling(
-        self, user_input: dict[str, Any] | None = None
-    ) -> ConfigFlowResult:
-        """Add a device upgraded through the Miling cloud (Home Assistant as bridge)."""
-        return await self._async_step_device(Kind.MILING, MILING_SCHEMA, user_input)
 
     async def async_step_reauth(
         self, entry_data: Mapping[str, Any]
@@ -341,8 +184,9 @@ class FirmwareHubConfigFlow(ConfigFlow, domain=DOMAIN):
     ) -> ConfigFlowResult:
         """Ask for new credentials and check them on the device."""
         entry = self._get_reauth_entry()
+        spec = KINDS[Kind(entry.data[CONF_KIND])]
         errors: dict[str, str] = {}
-        if user_input is not None:
+        if user_input is not None and _refuse_while_installing(entry, errors):
             identity = await self._async_validate(
                 {**entry.data, **user_input}, errors, entry.options
             )
@@ -352,15 +196,12 @@ class FirmwareHubConfigFlow(ConfigFlow, domain=DOMAIN):
                 return self.async_update_reload_and_abort(
                     entry, data_updates=user_input
                 )
-        if entry.data[CONF_KIND] == Kind.ENOS:
-            schema = ENOS_CREDENTIALS_SCHEMA
-            suggested = user_input or {}
-        else:
-            schema = CREDENTIALS_SCHEMA
-            suggested = user_input or {CONF_USERNAME: entry.data[CONF_USERNAME]}
         return self.async_show_form(
             step_id="reauth_confirm",
-            data_schema=self.add_suggested_values_to_schema(schema, suggested),
+            data_schema=self.add_suggested_values_to_schema(
+                spec.credentials_schema,
+                user_input or spec.credentials_suggested(entry.data),
+            ),
             errors=errors,
             description_placeholders={"name": entry.title},
         )
@@ -370,22 +211,34 @@ class FirmwareHubConfigFlow(ConfigFlow, domain=DOMAIN):
     ) -> ConfigFlowResult:
         """Change how the device is reached (address, ports, credentials...)."""
         entry = self._get_reconfigure_entry()
-        kind = Kind(entry.data[CONF_KIND])
-        schema = RECONFIGURE_SCHEMAS.get(kind) or KIND_SCHEMAS[kind]
+        spec = KINDS[Kind(entry.data[CONF_KIND])]
         errors: dict[str, str] = {}
-        if user_input is not None:
+        if user_input is not None and _refuse_while_installing(entry, errors):
             changes = {key: value for key, value in user_input.items() if value != ""}
             identity = await self._async_validate(
                 {**entry.data, **changes}, errors, entry.options
             )
             if identity is not None:
                 await self.async_set_unique_id(identity.unique_id)
+                if spec.configured_identity:
+                    # The device is what its configuration says: the id follows,
+                    # unless another entry already has it.
+                    if identity.unique_id != entry.unique_id:
+                        self._abort_if_unique_id_configured()
+                    return self.async_update_reload_and_abort(
+                        entry, unique_id=identity.unique_id, data_updates=changes
+                    )
                 self._abort_if_unique_id_mismatch(reason="wrong_device")
                 return self.async_update_reload_and_abort(entry, data_updates=changes)
         return self.async_show_form(
             step_id="reconfigure",
             data_schema=self.add_suggested_values_to_schema(
-                schema, _without_password(user_input or dict(entry.data))
+                spec.reconfigure_schema,
+                {
+                    key: value
+                    for key, value in (user_input or entry.data).items()
+                    if key not in spec.secrets
+                },
             ),
             errors=errors,
             description_placeholders={"name": entry.title},
@@ -401,28 +254,40 @@ class FirmwareHubConfigFlow(ConfigFlow, domain=DOMAIN):
 
         `options` are the entry's (reauth, reconfigure): an EnOS CA file applies.
         """
+        spec = KINDS[Kind(data[CONF_KIND])]
         try:
-            backend = create_backend(self.hass, data, options)
+            backend = spec.create_backend(
+                BackendContext(self.hass, data, options or {}, None)
+            )
         except ValueError:
             # Not a host name or address (a URL, a path, spaces...).
             errors[CONF_HOST] = "invalid_host"
             return None
         try:
             return await backend.async_probe()
-        except DeviceAuthError:
-            errors["base"] = "invalid_auth"
-        except RegistrationRefusedError:
-            errors["base"] = "registration_refused"
-        except DeviceConnectionError:
-            errors["base"] = "cannot_connect"
-        except DeviceResponseError:
-            errors["base"] = "unsupported_device"
+        except BackendError as err:
+            errors["base"] = form_error(err)
         except Exception:  # noqa: BLE001 - the form must always come back
             LOGGER.exception("Unexpected error while probing the device")
             errors["base"] = "unknown"
         finally:
             await backend.async_close()
         return None
+
+
+def _refuse_while_installing(
+    entry: FirmwareHubConfigEntry, errors: dict[str, str]
+) -> bool:
+    """Return False (with the form error) when a reload would cut an install short.
+
+    Saving reloads the entry; an install running on the device must end first.
+    The form comes back with what the user typed.
+    """
+    runtime = getattr(entry, "runtime_data", None)
+    if runtime is not None and runtime.coordinator.installing:
+        errors["base"] = "install_in_progress"
+        return False
+    return True
 
 
 class OptionsFlowHandler(OptionsFlowWithReload):
@@ -432,58 +297,15 @@ class OptionsFlowHandler(OptionsFlowWithReload):
         self, user_input: dict[str, Any] | None = None
     ) -> ConfigFlowResult:
         """Show and store the options."""
-        bridge = self.config_entry.data[CONF_KIND] in (Kind.ENOS, Kind.MILING)
-        if user_input is not None:
-            options: dict[str, Any] = {
-                CONF_CHECK_INTERVAL: int(user_input[CONF_CHECK_INTERVAL])
-            }
-            if bridge:
-                options[CONF_AUTO_DOWNLOAD] = bool(user_input[CONF_AUTO_DOWNLOAD])
-                options[CONF_HANDOFF_TIMEOUT] = int(user_input[CONF_HANDOFF_TIMEOUT])
-            for key in (CONF_CA_FILE, CONF_HTTP_BROKER_URL):
-                if user_input.get(key):
-                    options[key] = user_input[key]
-            return self.async_create_entry(data=options)
-        current = self.config_entry.options
-        fields: dict[Any, Any] = {
-            vol.Required(
-                CONF_CHECK_INTERVAL,
-                default=current.get(CONF_CHECK_INTERVAL, DEFAULT_CHECK_INTERVAL),
-            ): _minutes(MIN_CHECK_INTERVAL, MAX_CHECK_INTERVAL),
-        }
-        if bridge:
-            fields[
-                vol.Required(
-                    CONF_AUTO_DOWNLOAD,
-                    default=current.get(CONF_AUTO_DOWNLOAD, DEFAULT_AUTO_DOWNLOAD),
-                )
-            ] = bool
-            fields[
-                vol.Required(
-                    CONF_HANDOFF_TIMEOUT,
-                    default=current.get(CONF_HANDOFF_TIMEOUT, DEFAULT_HANDOFF_TIMEOUT),
-                )
-            ] = _minutes(1, MAX_CHECK_INTERVAL)
-        if self.config_entry.data[CONF_KIND] == Kind.ENOS:
-            for key in (CONF_CA_FILE, CONF_HTTP_BROKER_URL):
-                fields[
-                    vol.Optional(key, description={"suggested_value": current.get(key)})
-                ] = str
-        return self.async_show_form(step_id="init", data_schema=vol.Schema(fields))
-
-
-def _minutes(low: int, high: int) -> NumberSelector:
-    return NumberSelector(
-        NumberSelectorConfig(
-            min=low,
-            max=high,
-            step=1,
-            mode=NumberSelectorMode.BOX,
-            unit_of_measurement="min",
+        entry = self.config_entry
+        spec = KINDS[Kind(entry.data[CONF_KIND])]
+        errors: dict[str, str] = {}
+        if user_input is not None and _refuse_while_installing(entry, errors):
+            return self.async_create_entry(data=spec.options_from_input(user_input))
+        schema = vol.Schema(spec.options_fields(entry.options))
+        return self.async_show_form(
+            step_id="init",
+            data_schema=self.add_suggested_values_to_schema(schema, user_input),
+            errors=errors,
+            description_placeholders={"name": entry.title},
         )
-    )
-
-
-def _without_password(values: Mapping[str, Any]) -> dict[str, Any]:
-    """Suggest the stored connection, but never send a stored secret to a form."""
-    return {key: value for key, value in values.items() if key not in _SECRETS}

@@ -2,69 +2,37 @@
 
 Polling reads the device every `POLL_INTERVAL`; the firmware check (which makes the
 device ask its vendor's server) runs every `check_interval_minutes` or when the user
-presses "Check for update". Installs run one at a time per device under a lock and
-publish every step with `async_set_updated_data`; while one runs, polling does not
-touch the device (it may be rebooting) and entities stay available.
+presses "Check for update".
+
+One lock per device serialises everything that talks to it: installs, actions,
+restart, the check and polls (a poll is skipped while the lock is held, so it never
+overwrites what an action is writing). An install is a transaction: it runs as the
+entry's background task (a reload or Home Assistant stopping cancels it, and nothing
+more is sent to the device), the backend records it in the install journal before
+the first request that can start a flash, and setup follows a recorded install (or
+one the device runs by itself) to its outcome.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
-from datetime import datetime, timedelta
-from pathlib import Path
-from typing import Any
+from datetime import timedelta
+from typing import Any, BinaryIO
 
 from homeassistant.config_entries import ConfigEntry
-from homeassistant.const import (
-    CONF_HOST,
-    CONF_PASSWORD,
-    CONF_PORT,
-    CONF_SSL,
-    CONF_USERNAME,
-    CONF_VERIFY_SSL,
-)
-from homeassistant.core import CALLBACK_TYPE, HomeAssistant, callback
-from homeassistant.exceptions import (
-    ConfigEntryAuthFailed,
-    HomeAssistantError,
-    ServiceValidationError,
-)
-from homeassistant.helpers import device_registry as dr, issue_registry as ir
-from homeassistant.helpers.aiohttp_client import async_get_clientsession
-from homeassistant.helpers.event import async_track_point_in_utc_time
-from homeassistant.helpers.storage import Store
+from homeassistant.core import HomeAssistant
+from homeassistant.exceptions import ConfigEntryAuthFailed, HomeAssistantError
+from homeassistant.helpers import device_registry as dr
 from homeassistant.helpers.update_coordinator import DataUpdateCoordinator, UpdateFailed
 from homeassistant.util import dt as dt_util
-from yarl import URL
 
 from .const import (
-    CONF_AUTO_DOWNLOAD,
-    CONF_CA_FILE,
     CONF_CHECK_INTERVAL,
-    CONF_DEVICE_ID,
-    CONF_DEVICE_KEY,
-    CONF_DEVICE_SECRET,
-    CONF_DEVICE_TYPE,
-    CONF_FILE_BASE_URL,
-    CONF_FIRMWARE_VERSION,
-    CONF_HANDOFF_TIMEOUT,
-    CONF_HTTP_BROKER_URL,
-    CONF_HTTP_PORT,
     CONF_KIND,
-    CONF_MAX_PACKAGE_MB,
-    CONF_PRODUCT_KEY,
-    CONF_PROG_VERSION,
-    CONF_SIGN_METHOD,
-    CONF_TLS,
-    CONF_WS_PORT,
-    DEFAULT_AUTO_DOWNLOAD,
     DEFAULT_CHECK_INTERVAL,
-    DEFAULT_HANDOFF_TIMEOUT,
     DOMAIN,
-    EVENT_INSTALL_REQUESTED,
-    EVENT_UPGRADE_FINISHED,
     LOGGER,
     POLL_INTERVAL,
     Kind,
@@ -77,48 +45,14 @@ from .core.backend import (
     InstallRefusedError,
     InvalidRequestError,
 )
-from .core.bridge import (
-    BridgeBackend,
-    BridgeSettings,
-    HandOff,
-    MemoryPersistence,
-    Persistence,
-)
-from .core.models import DeviceIdentity, FirmwareState, Phase
-from .core.packages import PackageStore
-from .kinds.enos.backend import EnosBackend
-from .kinds.enos.protocol.client import EnosCredentials
-from .kinds.hikvision.backend import HikvisionBackend
-from .kinds.hikvision.protocol.client import IsapiClient
-from .kinds.miling.backend import MilingBackend
-from .kinds.onvif.backend import OnvifBackend
-from .kinds.onvif.protocol.client import OnvifClient
+from .core.bridge import BridgeBackend
+from .core.models import DeviceIdentity, FirmwareState, InstallRun, Phase
+from .errors import install_in_progress, translated_error, validation_error
+from .handoff import HandoffTracker
+from .outcomes import install_failed, install_succeeded, update_sw_version
+from .storage import InstallJournal
 
 type FirmwareHubConfigEntry = ConfigEntry[FirmwareHubData]
-
-STORAGE_VERSION = 1
-
-
-class StorePersistence:
-    """A bridge's persistent state in `.storage/firmware_hub.<entry_id>`."""
-
-    def __init__(self, hass: HomeAssistant, entry_id: str) -> None:
-        """Initialize the store of one config entry."""
-        self._store: Store[dict[str, Any]] = Store(
-            hass, STORAGE_VERSION, f"{DOMAIN}.{entry_id}"
-        )
-
-    async def async_load(self) -> dict[str, Any] | None:
-        """Return the saved data, or None."""
-        return await self._store.async_load()
-
-    async def async_save(self, data: dict[str, Any]) -> None:
-        """Save `data`."""
-        await self._store.async_save(data)
-
-    async def async_remove(self) -> None:
-        """Delete the stored data (entry removed)."""
-        await self._store.async_remove()
 
 
 @dataclass(slots=True)
@@ -127,106 +61,6 @@ class FirmwareHubData:
 
     coordinator: FirmwareCoordinator
     identity: DeviceIdentity
-
-
-def create_backend(
-    hass: HomeAssistant,
-    data: Mapping[str, Any],
-    options: Mapping[str, Any] | None = None,
-    entry_id: str | None = None,
-) -> FirmwareBackend:
-    """Build the backend a config entry's data describes.
-
-    Without `entry_id` (a config flow validating input) a bridge gets throw-away
-    persistence: it only checks the cloud, it never downloads.
-    """
-    kind = Kind(data[CONF_KIND])
-    options = options or {}
-    if kind is Kind.HIKVISION:
-        session = async_get_clientsession(hass, verify_ssl=data[CONF_VERIFY_SSL])
-        client = IsapiClient(
-            session,
-            host=data[CONF_HOST],
-            port=data[CONF_PORT],
-            ssl=data[CONF_SSL],
-            username=data[CONF_USERNAME],
-            password=data[CONF_PASSWORD],
-        )
-        return HikvisionBackend(client)
-    if kind is Kind.MILING:
-        return MilingBackend(
-            async_get_clientsession(hass),
-            host=data[CONF_HOST],
-            ws_port=data[CONF_WS_PORT],
-            http_port=data[CONF_HTTP_PORT],
-            device_id=data[CONF_DEVICE_ID],
-            device_type=data[CONF_DEVICE_TYPE],
-            prog_version=data[CONF_PROG_VERSION],
-            max_package_bytes=int(data[CONF_MAX_PACKAGE_MB]) * 1024 * 1024,
-            bridge=_bridge_settings(hass, options, entry_id),
-        )
-    if kind is Kind.ENOS:
-        return EnosBackend(
-            async_get_clientsession(hass),
-            host=data[CONF_HOST],
-            port=data[CONF_PORT],
-            tls=data[CONF_TLS],
-            credentials=EnosCredentials(
-                data[CONF_PRODUCT_KEY],
-                data[CONF_DEVICE_KEY],
-                data[CONF_DEVICE_SECRET],
-                data[CONF_SIGN_METHOD],
-            ),
-            installed_version=data[CONF_FIRMWARE_VERSION],
-            file_base_url=data.get(CONF_FILE_BASE_URL),
-            ca_file=options.get(CONF_CA_FILE),
-            http_broker_url=options.get(CONF_HTTP_BROKER_URL),
-            bridge=_bridge_settings(hass, options, entry_id),
-        )
-    if kind is Kind.ONVIF:
-        # onvif-zeep-async builds its own aiohttp sessions for SOAP (one client per
-        # entry, closed on unload); Home Assistant's carries the firmware upload.
-        # ValueError: not a host name or address (a URL, spaces...).
-        URL.build(scheme="http", host=data[CONF_HOST], port=data[CONF_PORT])
-        return OnvifBackend(
-            OnvifClient(
-                host=data[CONF_HOST],
-                port=data[CONF_PORT],
-                username=data[CONF_USERNAME],
-                password=data[CONF_PASSWORD],
-            ),
-            async_get_clientsession(hass),
-        )
-    raise ValueError(f"unsupported kind {kind}")  # config flow never creates one
-
-
-def package_dir(hass: HomeAssistant, entry_id: str) -> Path:
-    """Return where an entry's packages live: `<config>/firmware_hub/<entry_id>/`."""
-    return Path(hass.config.path(DOMAIN, entry_id))
-
-
-def _bridge_settings(
-    hass: HomeAssistant, options: Mapping[str, Any], entry_id: str | None
-) -> BridgeSettings:
-    persistence: Persistence = (
-        StorePersistence(hass, entry_id) if entry_id else MemoryPersistence()
-    )
-    return BridgeSettings(
-        store=PackageStore(package_dir(hass, entry_id or "probe")),
-        persistence=persistence,
-        handoff_timeout=60.0
-        * options.get(CONF_HANDOFF_TIMEOUT, DEFAULT_HANDOFF_TIMEOUT),
-        auto_download=options.get(CONF_AUTO_DOWNLOAD, DEFAULT_AUTO_DOWNLOAD),
-    )
-
-
-def translated_error(err: BackendError) -> HomeAssistantError:
-    """Return the translated Home Assistant error for a backend error."""
-    return HomeAssistantError(
-        translation_domain=DOMAIN,
-        translation_key=err.key,
-        translation_placeholders={"error": str(err), **err.placeholders},
-    )
 
 
 class FirmwareCoordinator(DataUpdateCoordinator[FirmwareState]):
@@ -240,8 +74,11 @@ class FirmwareCoordinator(DataUpdateCoordinator[FirmwareState]):
         entry: FirmwareHubConfigEntry,
         backend: FirmwareBackend,
         identity: DeviceIdentity,
+        journal: InstallJournal,
     ) -> None:
         """Initialize with a probed backend."""
+        minutes = entry.options.get(CONF_CHECK_INTERVAL, DEFAULT_CHECK_INTERVAL)
+        self.check_interval = timedelta(minutes=minutes)
         super().__init__(
             hass,
             LOGGER,
@@ -252,15 +89,7 @@ class FirmwareCoordinator(DataUpdateCoordinator[FirmwareState]):
             update_interval=(
                 POLL_INTERVAL
                 if backend.polls
-                else (
-                    timedelta(
-                        minutes=entry.options.get(
-                            CONF_CHECK_INTERVAL, DEFAULT_CHECK_INTERVAL
-                        )
-                    )
-                    if backend.can_check
-                    else None
-                )
+                else (self.check_interval if backend.can_check else None)
             ),
             # FirmwareState compares by value: an unchanged poll writes no state.
             always_update=False,
@@ -268,30 +97,38 @@ class FirmwareCoordinator(DataUpdateCoordinator[FirmwareState]):
         self.backend = backend
         self.identity = identity
         self.kind = Kind(entry.data[CONF_KIND])
-        self._install_lock = asyncio.Lock()
-        minutes = entry.options.get(CONF_CHECK_INTERVAL, DEFAULT_CHECK_INTERVAL)
-        self.check_interval = timedelta(minutes=minutes)
+        self._journal = journal
+        self._lock = asyncio.Lock()
+        self._installing = False
         #: When the next firmware check is due (setup has just checked).
         self.next_check = dt_util.utcnow() + self.check_interval
-        self._handoff_unsub: CALLBACK_TYPE | None = None
-        if isinstance(backend, BridgeBackend):
-            # Pushes (offers, connection changes) arrive as new states.
-            backend.attach(self.async_set_updated_data)
-            backend.on_auth_failed = lambda: entry.async_start_reauth(hass)
-            # A hand-off pending from before a restart keeps its deadline.
-            self._schedule_handoff_timeout()
+        backend.journal = self._async_write_journal
+        self.handoffs = (
+            HandoffTracker(self, backend)
+            if isinstance(backend, BridgeBackend)
+            else None
+        )
 
     @property
     def installing(self) -> bool:
-        """Return True while an install runs."""
-        return self._install_lock.locked()
+        """Return True while an install runs (or is followed after a restart)."""
+        return self._installing
+
+    async def _async_write_journal(self, run: InstallRun | None) -> None:
+        await self._journal.async_write(self.config_entry.entry_id, run, self.identity)
+
+    # ------------------------------------------------------------------ polls
 
     async def _async_update_data(self) -> FirmwareState:
-        if self.installing:
-            return self.backend.state
-        check = dt_util.utcnow() >= self.next_check
+        if self._lock.locked():
+            # An install, action or check talks to the device: do not interleave.
+            return self.data
+        # A tick that fires a moment early must not skip a whole check interval.
+        tolerance = (self.update_interval or POLL_INTERVAL) / 2
+        check = dt_util.utcnow() + tolerance >= self.next_check
         try:
-            state = await self.backend.async_refresh(check=check)
+            async with self._lock:
+                state = await self.backend.async_refresh(check=check)
         except DeviceAuthError as err:
             raise ConfigEntryAuthFailed(
                 translation_domain=DOMAIN, translation_key="invalid_auth"
@@ -304,18 +141,21 @@ class FirmwareCoordinator(DataUpdateCoordinator[FirmwareState]):
             ) from err
         if check:
             self.next_check = dt_util.utcnow() + self.check_interval
+        # A firmware upgraded outside Home Assistant shows without a restart.
+        update_sw_version(self.hass, self.device_id, state.installed_version)
         return state
 
     async def async_check(self) -> None:
         """Look for new firmware now (the check button)."""
         self._refuse_while_installing()
-        previous = self.data
-        self.async_set_updated_data(previous.evolve(phase=Phase.CHECKING))
-        try:
-            state = await self.backend.async_refresh(check=True)
-        except BackendError as err:
-            self.async_set_updated_data(previous)
-            raise translated_error(err) from err
+        async with self._lock:
+            previous = self.data
+            self.async_set_updated_data(previous.evolve(phase=Phase.CHECKING))
+            try:
+                state = await self.backend.async_refresh(check=True)
+            except BackendError as err:
+                self.async_set_updated_data(previous)
+                raise translated_error(err) from err
         self.next_check = dt_util.utcnow() + self.check_interval
         self.async_set_updated_data(state)
         if state.error:
@@ -325,6 +165,8 @@ class FirmwareCoordinator(DataUpdateCoordinator[FirmwareState]):
                 translation_placeholders={"error": state.error},
             )
 
+    # --------------------------------------------------------------- installs
+
     async def async_install(self, version: str | None) -> None:
         """Install firmware; one install at a time per device.
 
@@ -332,47 +174,117 @@ class FirmwareCoordinator(DataUpdateCoordinator[FirmwareState]):
         the state stays `waiting_for_device` (and `in_progress`) until the device's
         result arrives or the hand-off times out.
         """
-        self._refuse_while_installing()
-        async with self._install_lock:
-            target = version or self.data.latest_version
-            try:
-                final = await self.backend.async_install(
-                    version, self.async_set_updated_data
-                )
-            except InstallRefusedError as err:
-                # Nothing was sent to the device: no failure to report.
-                raise translated_error(err) from err
-            except InstallError as err:
-                self._install_failed(target, err)
-                raise translated_error(err) from err
-            self.async_set_updated_data(final)
-            if isinstance(self.backend, BridgeBackend) and self.backend.handoff:
-                self._fire_install_requested(self.backend.handoff)
-                self._schedule_handoff_timeout()
-                return
-            self._install_succeeded(final)
+        target = version or self.data.latest_version
+        await self._async_run_install(
+            target, lambda publish: self.backend.async_install(version, publish)
+        )
 
-    async def async_install_file(self, path: Path) -> None:
-        """Install a firmware file (`install_firmware_file`); one install at a time.
+    async def async_install_file(self, file: BinaryIO, name: str) -> None:
+        """Install a firmware file already opened (`install_firmware_file`).
 
         The sibling of `async_install` for devices that take an uploaded file: the
         same lock, progress, events and repair issues. Returns once the device runs
-        the new firmware (verified) or raises why not.
+        the new firmware (verified) or raises why not. The file's version is
+        unknown: a failure event carries none.
+        """
+        await self._async_run_install(
+            None, lambda publish: self.backend.async_install_file(file, name, publish)
+        )
+
+    async def _async_run_install(
+        self,
+        target: str | None,
+        install: Callable[
+            [Callable[[FirmwareState], None]], Coroutine[Any, Any, FirmwareState]
+        ],
+    ) -> None:
+        """Run an install as the entry's task and wait for it.
+
+        The task belongs to the entry, not to the caller: an action call that goes
+        away does not cut the install short; unloading the entry (reload, Home
+        Assistant stopping) cancels it, and nothing more is sent to the device.
         """
         self._refuse_while_installing()
-        async with self._install_lock:
-            try:
-                final = await self.backend.async_install_file(
-                    path, self.async_set_updated_data
-                )
-            except InstallRefusedError as err:
-                raise translated_error(err) from err
-            except InstallError as err:
-                # The file's version is unknown: the event carries none.
-                self._install_failed(None, err)
-                raise translated_error(err) from err
-            self.async_set_updated_data(final)
-            self._install_succeeded(final)
+        self._installing = True
+        task = self.config_entry.async_create_background_task(
+            self.hass,
+            self._async_install_task(target, install),
+            f"{DOMAIN} {self.config_entry.title} install",
+        )
+        await asyncio.shield(task)
+
+    async def _async_install_task(
+        self,
+        target: str | None,
+        install: Callable[
+            [Callable[[FirmwareState], None]], Coroutine[Any, Any, FirmwareState]
+        ],
+    ) -> None:
+        try:
+            async with self._lock:
+                try:
+                    final = await install(self.async_set_updated_data)
+                except InstallRefusedError as err:
+                    # Nothing was sent to the device: no failure to report.
+                    raise translated_error(err) from err
+                except InstallError as err:
+                    await self._async_write_journal(None)
+                    self.async_set_updated_data(self.backend.state)
+                    install_failed(self, target, err)
+                    raise translated_error(err) from err
+                await self._async_write_journal(None)
+                self.async_set_updated_data(final)
+                if self.handoffs is not None and self.handoffs.handed_off():
+                    return
+                install_succeeded(self, final.installed_version)
+        finally:
+            self._installing = False
+
+    def async_follow(self, run: InstallRun | None, *, reload: bool) -> None:
+        """Follow an install already running on the device (setup), in the background.
+
+        `run` is the journal's marker; the backend also looks at the device. With
+        `reload` (setup had to start without reaching the device), the entry is
+        reloaded once the install ended, to read the device afresh.
+        """
+        self._installing = True
+        if run is not None:
+            self.async_set_updated_data(
+                self.data.evolve(install=run, phase=Phase.INSTALLING, progress=None)
+            )
+        self.config_entry.async_create_background_task(
+            self.hass,
+            self._async_follow(run, reload=reload),
+            f"{DOMAIN} {self.config_entry.title} follow install",
+        )
+
+    async def _async_follow(self, run: InstallRun | None, *, reload: bool) -> None:
+        try:
+            async with self._lock:
+                try:
+                    final = await self.backend.async_follow(
+                        run, self.async_set_updated_data
+                    )
+                except InstallError as err:
+                    await self._async_write_journal(None)
+                    self.async_set_updated_data(self.backend.state)
+                    install_failed(self, run.target_version if run else None, err)
+                    final = None
+                else:
+                    await self._async_write_journal(None)
+                    if final is not None:
+                        self.async_set_updated_data(final)
+                        install_succeeded(self, final.installed_version)
+                    elif run is not None:
+                        self.async_set_updated_data(
+                            self.backend.state.evolve(install=None, phase=Phase.IDLE)
+                        )
+        finally:
+            self._installing = False
+        if reload:
+            self.hass.config_entries.async_schedule_reload(self.config_entry.entry_id)
+
+    # ---------------------------------------------------------------- actions
 
     async def async_device_action[T](self, action: Callable[[], Awaitable[T]]) -> T:
         """Run an action that changes the device (apply settings), not mid-install.
@@ -382,141 +294,42 @@ class FirmwareCoordinator(DataUpdateCoordinator[FirmwareState]):
         re-authentication. The backend's new state (read back) is published.
         """
         self._refuse_while_installing()
-        try:
-            result = await action()
-        except InvalidRequestError as err:
-            raise ServiceValidationError(
-                translation_domain=DOMAIN,
-                translation_key=err.key,
-                translation_placeholders={"error": str(err), **err.placeholders},
-            ) from err
-        except DeviceAuthError as err:
-            self.config_entry.async_start_reauth(self.hass)
-            raise translated_error(err) from err
-        except BackendError as err:
-            raise translated_error(err) from err
+        async with self._lock:
+            try:
+                result = await action()
+            except InvalidRequestError as err:
+                raise validation_error(err) from err
+            except DeviceAuthError as err:
+                self.config_entry.async_start_reauth(self.hass)
+                raise translated_error(err) from err
+            except BackendError as err:
+                raise translated_error(err) from err
         self.async_set_updated_data(self.backend.state)
         return result
-
-    def _install_failed(self, version: str | None, err: InstallError) -> None:
-        self.async_set_updated_data(self.backend.state)
-        self._fire_finished(version, success=False, error=err.key)
-        self._create_repair(err)
-
-    def _install_succeeded(self, final: FirmwareState) -> None:
-        ir.async_delete_issue(self.hass, DOMAIN, self._repair_id)
-        if device_id := self.device_id:
-            dr.async_get(self.hass).async_update_device(
-                device_id, sw_version=final.installed_version
-            )
-        self._fire_finished(final.installed_version, success=True, error=None)
-
-    # ---------------------------------------------------------------- bridges
-
-    def _bridge(self) -> BridgeBackend:
-        if not isinstance(self.backend, BridgeBackend):
-            raise ServiceValidationError(
-                translation_domain=DOMAIN,
-                translation_key="action_not_for_kind",
-                translation_placeholders={
-                    "action": "report_install_result",
-                    "kind": self.kind.value,
-                },
-            )
-        return self.backend
-
-    async def async_report_result(
-        self, success: bool, version: str | None, message: str | None
-    ) -> None:
-        """Take the real device's result for the package handed to it."""
-        backend = self._bridge()
-        handoff = backend.handoff
-        try:
-            final = await backend.async_report_result(success, version, message)
-        except InstallRefusedError as err:
-            raise ServiceValidationError(
-                translation_domain=DOMAIN,
-                translation_key=err.key,
-                translation_placeholders={"error": str(err), **err.placeholders},
-            ) from err
-        except InstallError as err:
-            # The report itself worked: the device failed; tell automations.
-            self._cancel_handoff_timeout()
-            self._install_failed(handoff.version if handoff else version, err)
-            return
-        self._cancel_handoff_timeout()
-        self.async_set_updated_data(final)
-        self._install_succeeded(final)
-
-    def _fire_install_requested(self, handoff: HandOff) -> None:
-        self.hass.bus.async_fire(
-            EVENT_INSTALL_REQUESTED,
-            {
-                "device_id": self.device_id,
-                "entry_id": self.config_entry.entry_id,
-                "kind": self.kind.value,
-                "version": handoff.version,
-                "path": handoff.path,
-                "size": handoff.size,
-                "md5": handoff.md5,
-                "sha256": handoff.sha256,
-            },
-        )
-
-    def _schedule_handoff_timeout(self) -> None:
-        """Fail the pending hand-off when the device does not report in time."""
-        self._cancel_handoff_timeout()
-        if not isinstance(self.backend, BridgeBackend):
-            return
-        deadline = self.backend.handoff_deadline
-        if deadline is not None:
-            self._handoff_unsub = async_track_point_in_utc_time(
-                self.hass, self._handoff_timed_out, dt_util.utc_from_timestamp(deadline)
-            )
-
-    def _cancel_handoff_timeout(self) -> None:
-        if self._handoff_unsub is not None:
-            self._handoff_unsub()
-            self._handoff_unsub = None
-
-    @callback
-    def _handoff_timed_out(self, _now: datetime) -> None:
-        self._handoff_unsub = None
-        self.config_entry.async_create_background_task(
-            self.hass, self._async_expire_handoff(), "firmware_hub hand-off timeout"
-        )
-
-    async def _async_expire_handoff(self) -> None:
-        backend = self._bridge()
-        handoff = backend.handoff
-        if handoff is None:
-            return
-        try:
-            await backend.async_handoff_expired()
-        except InstallError as err:
-            self._install_failed(handoff.version, err)
-
-    async def async_shutdown(self) -> None:
-        """Stop timers (entry unloaded)."""
-        self._cancel_handoff_timeout()
-        await super().async_shutdown()
 
     async def async_restart(self) -> None:
         """Restart the device; entities are unavailable until it answers again."""
         self._refuse_while_installing()
-        try:
-            await self.backend.async_restart()
-        except BackendError as err:
-            raise translated_error(err) from err
+        async with self._lock:
+            try:
+                await self.backend.async_restart()
+            except InstallRefusedError as err:
+                raise validation_error(err) from err
+            except BackendError as err:
+                raise translated_error(err) from err
         self.async_set_update_error(
             UpdateFailed(translation_domain=DOMAIN, translation_key="restarting")
         )
 
     def _refuse_while_installing(self) -> None:
-        if self.installing:
-            raise HomeAssistantError(
-                translation_domain=DOMAIN, translation_key="install_in_progress"
-            )
+        if self._installing:
+            raise install_in_progress()
+
+    async def async_shutdown(self) -> None:
+        """Stop timers (entry unloaded)."""
+        if self.handoffs is not None:
+            self.handoffs.cancel_timeout()
+        await super().async_shutdown()
 
     @property
     def device_id(self) -> str | None:
@@ -525,56 +338,3 @@ class FirmwareCoordinator(DataUpdateCoordinator[FirmwareState]):
             (DOMAIN, self.identity.unique_id), self.config_entry.entry_id
         )
         return device.id if device else None
-
-    @callback
-    def _fire_finished(
-        self, version: str | None, *, success: bool, error: str | None
-    ) -> None:
-        self.hass.bus.async_fire(
-            EVENT_UPGRADE_FINISHED,
-            {
-                "device_id": self.device_id,
-                "entry_id": self.config_entry.entry_id,
-                "kind": self.kind.value,
-                "version": version,
-                "success": success,
-                "error": error,
-            },
-        )
-
-    @property
-    def _repair_id(self) -> str:
-        return f"install_failed_{self.config_entry.entry_id}"
-
-    def _create_repair(self, err: InstallError) -> None:
-        """Raise a repair issue when the device needs the user's eyes after an install.
-
-        A failed download or a refused flash leaves the old firmware running: the
-        failure event and the error are enough. A device that flashed but does not
-        come back with the new firmware is something the user must look at.
-        """
-        common: dict[str, Any] = {
-            "is_fixable": False,
-            "is_persistent": True,
-            "severity": ir.IssueSeverity.ERROR,
-            "translation_placeholders": {
-                "name": self.config_entry.title,
-                "error": str(err),
-            },
-        }
-        if err.key == "verification_failed":
-            ir.async_create_issue(
-                self.hass,
-                DOMAIN,
-                self._repair_id,
-                translation_key="install_verification_failed",
-                **common,
-            )
-        elif err.key == "reboot_timeout":
-            ir.async_create_issue(
-                self.hass,
-                DOMAIN,
-                self._repair_id,
-                translation_key="install_reboot_timeout",
-                **common,
-            )

@@ -10,23 +10,21 @@ from homeassistant.const import CONF_HOST, CONF_PASSWORD, CONF_USERNAME
 from homeassistant.core import HomeAssistant
 
 from .coordinator import FirmwareHubConfigEntry
+from .registry import KINDS
 
-#: Credentials, addresses and what identifies the physical device.
+#: Credentials, addresses and what identifies the physical device, for every
+#: kind; each kind adds its own secrets and identifiers.
 TO_REDACT = {
     CONF_PASSWORD,
     CONF_USERNAME,
-    "device_secret",
-    "product_key",
-    "device_key",
     CONF_HOST,
     "unique_id",
     "serial_number",
     "serialNumber",
     "mac_address",
     "macAddress",
-    "deviceID",
     "device_id",
-}
+}.union(*(spec.secrets | spec.redact for spec in KINDS.values()))
 
 
 async def async_get_config_entry_diagnostics(

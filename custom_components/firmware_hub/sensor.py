@@ -16,11 +16,10 @@ from homeassistant.core import HomeAssistant
 from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
 from homeassistant.helpers.typing import StateType
 
-from .const import Kind
 from .coordinator import FirmwareHubConfigEntry
 from .core.models import FirmwareState, Phase
 from .entity import FirmwareHubEntity
-from .kinds.onvif.sensors import onvif_sensors
+from .registry import KINDS
 
 # Read-only entities fed by the coordinator.
 PARALLEL_UPDATES = 0
@@ -68,13 +67,12 @@ async def async_setup_entry(
     entry: FirmwareHubConfigEntry,
     async_add_entities: AddConfigEntryEntitiesCallback,
 ) -> None:
-    """Set up the firmware sensors (and an ONVIF camera's settings sensors)."""
+    """Set up the firmware sensors and the ones the device's kind adds."""
     coordinator = entry.runtime_data.coordinator
     sensors: list[SensorEntity] = [
         FirmwareSensor(coordinator, description) for description in SENSORS
     ]
-    if coordinator.kind is Kind.ONVIF:
-        sensors.extend(onvif_sensors(coordinator))
+    sensors.extend(KINDS[coordinator.kind].sensors(coordinator))
     async_add_entities(sensors)
 
 

@@ -1,9 +1,17 @@
-"""Service actions, registered once in `async_setup`."""
+"""Service actions, registered once in `async_setup`.
+
+The generic actions follow what a device can do (`report_install_result` for the
+bridges, `install_firmware_file` for devices that take a file); the actions only
+some kinds take come from their `KindSpec`.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Coroutine
+import os
 from pathlib import Path
-from typing import cast
+import stat
+from typing import Any, BinaryIO
 
 from homeassistant.core import (
     HomeAssistant,
@@ -16,70 +24,22 @@ from homeassistant.exceptions import ServiceValidationError
 from homeassistant.helpers import config_validation as cv, device_registry as dr
 import probatio as vol
 
-from .const import DOMAIN, Kind
+from .const import DOMAIN
 from .coordinator import FirmwareCoordinator, FirmwareHubConfigEntry
-from .kinds.onvif.backend import (
-    IMAGING_FIELDS,
-    STREAM_FIELDS,
-    ImagingRequest,
-    OnvifBackend,
-    StreamRequest,
-)
+from .kind_spec import KindAction
+from .registry import KINDS
 
 ATTR_DEVICE_ID = "device_id"
 ATTR_SUCCESS = "success"
 ATTR_VERSION = "version"
 ATTR_MESSAGE = "message"
+ATTR_PATH = "path"
 
 SERVICE_REPORT_INSTALL_RESULT = "report_install_result"
-
-BRIDGE_KINDS = frozenset({Kind.ENOS, Kind.MILING})
-
-# ONVIF: apply settings (response {applied, verified, mismatches}), install a file.
-SERVICE_APPLY_STREAM_SETTINGS = "apply_stream_settings"
-SERVICE_APPLY_IMAGING_SETTINGS = "apply_imaging_settings"
 SERVICE_INSTALL_FIRMWARE_FILE = "install_firmware_file"
-ATTR_PROFILE_TOKEN = "profile_token"  # noqa: S105 - a field name
-ATTR_PATH = "path"
-ONVIF_KINDS = frozenset({Kind.ONVIF})
-#: Kinds whose backend takes a firmware file (`can_install_file`).
-FILE_INSTALL_KINDS = frozenset({Kind.ONVIF})
 
-_POSITIVE_INT = vol.All(vol.Coerce(int), vol.Range(min=1))
 #: One device: a `device_id` field, or `target: device_id:` (which passes a list).
 _ONE_DEVICE = vol.All(cv.ensure_list, vol.Length(min=1, max=1), [cv.string])
-
-APPLY_STREAM_SETTINGS_SCHEMA = vol.Schema(
-    {
-        vol.Required(ATTR_DEVICE_ID): _ONE_DEVICE,
-        vol.Optional(ATTR_PROFILE_TOKEN): cv.string,
-        vol.Optional("resolution"): cv.string,
-        vol.Optional("codec"): cv.string,
-        vol.Optional("fps"): _POSITIVE_INT,
-        vol.Optional("bitrate_kbps"): _POSITIVE_INT,
-        vol.Optional("gov_length"): _POSITIVE_INT,
-    }
-)
-
-
-def _mode(*modes: str) -> vol.All[str]:
-    return vol.All(cv.string, vol.Lower, vol.In(modes))
-
-
-APPLY_IMAGING_SETTINGS_SCHEMA = vol.Schema(
-    {
-        vol.Required(ATTR_DEVICE_ID): _ONE_DEVICE,
-        vol.Optional(ATTR_PROFILE_TOKEN): cv.string,
-        vol.Optional("brightness"): vol.Coerce(float),
-        vol.Optional("contrast"): vol.Coerce(float),
-        vol.Optional("saturation"): vol.Coerce(float),
-        vol.Optional("sharpness"): vol.Coerce(float),
-        vol.Optional("ir_cut_filter"): _mode("on", "off", "auto"),
-        vol.Optional("wide_dynamic_range"): _mode("on", "off"),
-        vol.Optional("backlight_compensation"): _mode("on", "off"),
-        vol.Optional("exposure_mode"): _mode("auto", "manual"),
-    }
-)
 
 INSTALL_FIRMWARE_FILE_SCHEMA = vol.Schema(
     {
@@ -98,23 +58,25 @@ REPORT_INSTALL_RESULT_SCHEMA = vol.Schema(
 )
 
 
-def _coordinator(call: ServiceCall, kinds: frozenset[Kind]) -> FirmwareCoordinator:
-    """Return the coordinator of the targeted device, if it is of one of `kinds`."""
+def _coordinator(
+    call: ServiceCall, takes: Callable[[FirmwareCoordinator], bool]
+) -> FirmwareCoordinator:
+    """Return the coordinator of the targeted device, if its device takes the action."""
     device_id: str = call.data[ATTR_DEVICE_ID][0]
     device = dr.async_get(call.hass).async_get(device_id)
-    entries: list[FirmwareHubConfigEntry] = [
-        entry
-        for entry in call.hass.config_entries.async_loaded_entries(DOMAIN)
-        if device is not None and entry.entry_id in device.config_entries
-    ]
-    if not entries:
+    entry: FirmwareHubConfigEntry | None = (
+        call.hass.config_entries.async_get_entry(device.config_entry_id)
+        if device is not None
+        else None
+    )
+    if entry is None or entry.domain != DOMAIN or not hasattr(entry, "runtime_data"):
         raise ServiceValidationError(
             translation_domain=DOMAIN,
             translation_key="device_not_found",
             translation_placeholders={"device_id": device_id},
         )
-    coordinator = entries[0].runtime_data.coordinator
-    if coordinator.kind not in kinds:
+    coordinator = entry.runtime_data.coordinator
+    if not takes(coordinator):
         raise ServiceValidationError(
             translation_domain=DOMAIN,
             translation_key="action_not_for_kind",
@@ -128,70 +90,78 @@ def _coordinator(call: ServiceCall, kinds: frozenset[Kind]) -> FirmwareCoordinat
 
 async def _report_install_result(call: ServiceCall) -> None:
     """Take the real device's result for a package handed to it."""
-    coordinator = _coordinator(call, BRIDGE_KINDS)
-    await coordinator.async_report_result(
+    coordinator = _coordinator(call, lambda c: c.handoffs is not None)
+    assert coordinator.handoffs is not None  # noqa: S101 - checked above
+    await coordinator.handoffs.async_report_result(
         call.data[ATTR_SUCCESS],
         call.data.get(ATTR_VERSION),
         call.data.get(ATTR_MESSAGE),
     )
 
 
-def _onvif(coordinator: FirmwareCoordinator) -> OnvifBackend:
-    """Return the ONVIF backend of a coordinator `_coordinator` checked the kind of."""
-    return cast("OnvifBackend", coordinator.backend)
+def open_firmware_file(hass: HomeAssistant, path: Path) -> tuple[BinaryIO, str]:
+    """Open a firmware file once, where Home Assistant may read (executor).
+
+    The path is opened without following a final symlink, and the check applies to
+    where the OPEN file really is (`/proc/self/fd`), so that nothing can swap the
+    file between the check and the upload: the caller streams from this same
+    file. Raises `ServiceValidationError` (the file stays closed) when the file is
+    outside the allowed directories, not a regular file or empty.
+    """
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError as err:
+        raise _file_error("firmware_file_invalid", path) from err
+    file = os.fdopen(fd, "rb")
+    real = str(Path(f"/proc/self/fd/{fd}").readlink())
+    problem = _file_problem(hass, real, os.fstat(fd))
+    if problem is not None:
+        file.close()
+        raise _file_error(problem, path)
+    return file, Path(real).name
 
 
-async def _apply_stream_settings(call: ServiceCall) -> ServiceResponse:
-    """Apply video encoder settings; return what the camera reports back."""
-    coordinator = _coordinator(call, ONVIF_KINDS)
-    backend = _onvif(coordinator)
-    request = StreamRequest(
-        profile_token=call.data.get(ATTR_PROFILE_TOKEN),
-        **{name: call.data.get(name) for name in STREAM_FIELDS},
-    )
-    result = await coordinator.async_device_action(
-        lambda: backend.async_apply_stream_settings(request)
-    )
-    return result.as_response()
+def _file_problem(hass: HomeAssistant, real: str, info: os.stat_result) -> str | None:
+    """Return why an opened file cannot be installed, or None."""
+    if not hass.config.is_allowed_path(real):
+        return "path_not_allowed"
+    if not stat.S_ISREG(info.st_mode) or info.st_size == 0:
+        return "firmware_file_invalid"
+    return None
 
 
-async def _apply_imaging_settings(call: ServiceCall) -> ServiceResponse:
-    """Apply imaging settings; return what the camera reports back."""
-    coordinator = _coordinator(call, ONVIF_KINDS)
-    backend = _onvif(coordinator)
-    request = ImagingRequest(
-        profile_token=call.data.get(ATTR_PROFILE_TOKEN),
-        **{name: call.data.get(name) for name in IMAGING_FIELDS},
+def _file_error(key: str, path: Path) -> ServiceValidationError:
+    return ServiceValidationError(
+        translation_domain=DOMAIN,
+        translation_key=key,
+        translation_placeholders={"path": str(path)},
     )
-    result = await coordinator.async_device_action(
-        lambda: backend.async_apply_imaging_settings(request)
-    )
-    return result.as_response()
 
 
 async def _install_firmware_file(call: ServiceCall) -> None:
     """Upload a firmware file from an allowed directory and verify the new version."""
-    coordinator = _coordinator(call, FILE_INSTALL_KINDS)
+    coordinator = _coordinator(call, lambda c: c.backend.can_install_file)
     hass = call.hass
     # Relative paths are relative to the configuration directory.
     path = Path(hass.config.path(call.data[ATTR_PATH]))
+    file, name = await hass.async_add_executor_job(open_firmware_file, hass, path)
+    try:
+        await coordinator.async_install_file(file, name)
+    finally:
+        await hass.async_add_executor_job(file.close)
 
-    def check() -> tuple[Path, str | None]:
-        if not hass.config.is_allowed_path(str(path)):
-            return path, "path_not_allowed"
-        resolved = path.resolve()
-        if not resolved.is_file() or resolved.stat().st_size == 0:
-            return path, "firmware_file_invalid"
-        return resolved, None
 
-    resolved, problem = await hass.async_add_executor_job(check)
-    if problem is not None:
-        raise ServiceValidationError(
-            translation_domain=DOMAIN,
-            translation_key=problem,
-            translation_placeholders={"path": str(path)},
-        )
-    await coordinator.async_install_file(resolved)
+def _kind_action(
+    action: KindAction,
+) -> Callable[[ServiceCall], Coroutine[Any, Any, ServiceResponse]]:
+    """Return the handler of an action only some kinds take."""
+    kinds = frozenset(spec.kind for spec in KINDS.values() if action in spec.actions)
+
+    async def handle(call: ServiceCall) -> ServiceResponse:
+        coordinator = _coordinator(call, lambda c: c.kind in kinds)
+        return await action.handler(coordinator, call)
+
+    return handle
 
 
 @callback
@@ -205,21 +175,24 @@ def async_setup_services(hass: HomeAssistant) -> None:
     )
     hass.services.async_register(
         DOMAIN,
-        SERVICE_APPLY_STREAM_SETTINGS,
-        _apply_stream_settings,
-        schema=APPLY_STREAM_SETTINGS_SCHEMA,
-        supports_response=SupportsResponse.OPTIONAL,
-    )
-    hass.services.async_register(
-        DOMAIN,
-        SERVICE_APPLY_IMAGING_SETTINGS,
-        _apply_imaging_settings,
-        schema=APPLY_IMAGING_SETTINGS_SCHEMA,
-        supports_response=SupportsResponse.OPTIONAL,
-    )
-    hass.services.async_register(
-        DOMAIN,
         SERVICE_INSTALL_FIRMWARE_FILE,
         _install_firmware_file,
         schema=INSTALL_FIRMWARE_FILE_SCHEMA,
     )
+    registered: set[str] = set()
+    for spec in KINDS.values():
+        for action in spec.actions:
+            if action.name in registered:
+                continue
+            registered.add(action.name)
+            hass.services.async_register(
+                DOMAIN,
+                action.name,
+                _kind_action(action),
+                schema=action.schema,
+                supports_response=(
+                    SupportsResponse.OPTIONAL
+                    if action.returns_response
+                    else SupportsResponse.NONE
+                ),
+            )

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable, Mapping
-from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, BinaryIO, ClassVar
 
 from .models import DeviceIdentity, FirmwareState, InstallRun
 
@@ -150,8 +149,13 @@ class FirmwareBackend(ABC):
         """Restart the device."""
         raise DeviceResponseError(f"{self.kind} devices cannot be restarted")
 
-    async def async_install_file(self, path: Path, publish: Publish) -> FirmwareState:
-        """Install the firmware file at `path`, publishing every step.
+    async def async_install_file(
+        self, file: BinaryIO, name: str, publish: Publish
+    ) -> FirmwareState:
+        """Install the firmware in `file` (open, named `name`), publishing every step.
+
+        The Home Assistant layer opened the file once and checked where it really
+        is; the backend streams from that same open file and never opens a path.
 
         Returns the final state; raises `InstallError` after publishing a failed state.
         """

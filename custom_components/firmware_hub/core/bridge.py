@@ -164,6 +164,7 @@ class BridgeBackend(FirmwareBackend):
             latest_version=latest.version if latest else self._installed,
             release_notes=latest.release_notes if latest else None,
             offers=offers,
+            connected=self._connected,
             details=details,
             **changes,
         )

@@ -1,0 +1,90 @@
+"""The Hikvision kind, as the Home Assistant layer sees it."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from homeassistant.components.binary_sensor.const import BinarySensorDeviceClass
+from homeassistant.const import (
+    CONF_HOST,
+    CONF_PASSWORD,
+    CONF_PORT,
+    CONF_SSL,
+    CONF_USERNAME,
+    CONF_VERIFY_SSL,
+    EntityCategory,
+)
+from homeassistant.helpers.aiohttp_client import async_get_clientsession
+import probatio as vol
+
+from ...const import DEFAULT_HIKVISION_PORT, DEFAULT_HIKVISION_USERNAME, Kind
+from ...core.backend import FirmwareBackend
+from ...core.models import FirmwareState
+from ...forms import (
+    CREDENTIALS_SCHEMA,
+    PASSWORD,
+    PORT,
+    check_interval_field,
+    check_interval_option,
+)
+from ...kind_spec import BackendContext, KindBinarySensorEntityDescription, KindSpec
+from .backend import HikvisionBackend
+from .protocol.client import IsapiClient
+
+SCHEMA = vol.Schema(
+    {
+        vol.Required(CONF_HOST): str,
+        vol.Required(CONF_PORT, default=DEFAULT_HIKVISION_PORT): PORT,
+        vol.Required(CONF_SSL, default=False): bool,
+        vol.Required(CONF_VERIFY_SSL, default=False): bool,
+        vol.Required(CONF_USERNAME, default=DEFAULT_HIKVISION_USERNAME): str,
+        vol.Required(CONF_PASSWORD): PASSWORD,
+    }
+)
+
+
+def _create_backend(context: BackendContext) -> FirmwareBackend:
+    data = context.data
+    session = async_get_clientsession(context.hass, verify_ssl=data[CONF_VERIFY_SSL])
+    client = IsapiClient(
+        session,
+        host=data[CONF_HOST],
+        port=data[CONF_PORT],
+        ssl=data[CONF_SSL],
+        username=data[CONF_USERNAME],
+        password=data[CONF_PASSWORD],
+    )
+    return HikvisionBackend(client)
+
+
+def _online_upgrade(state: FirmwareState) -> bool:
+    return bool(state.details.get("online_upgrade"))
+
+
+def _username(data: Mapping[str, Any]) -> dict[str, Any]:
+    return {CONF_USERNAME: data[CONF_USERNAME]}
+
+
+SPEC = KindSpec(
+    kind=Kind.HIKVISION,
+    schema=SCHEMA,
+    reconfigure_schema=SCHEMA.extend({vol.Optional(CONF_PASSWORD): PASSWORD}),
+    credentials_schema=CREDENTIALS_SCHEMA,
+    credentials_suggested=_username,
+    update_keys=(CONF_HOST, CONF_PORT, CONF_SSL, CONF_VERIFY_SSL),
+    secrets=frozenset({CONF_PASSWORD}),
+    create_backend=_create_backend,
+    options_fields=check_interval_field,
+    options_from_input=check_interval_option,
+    binary_sensors=(
+        KindBinarySensorEntityDescription(
+            key="upgrade_server",
+            translation_key="upgrade_server",
+            device_class=BinarySensorDeviceClass.CONNECTIVITY,
+            entity_category=EntityCategory.DIAGNOSTIC,
+            value_fn=lambda state: state.details.get("upgrade_server_connected"),
+            exists_fn=_online_upgrade,
+        ),
+    ),
+)

@@ -1,0 +1,113 @@
+"""What an install's outcome changes in Home Assistant: events, repairs, registry.
+
+Shared by installs started here, installs followed after a restart and the
+bridges' hand-off results, so that every path ends the same way.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from homeassistant.core import HomeAssistant, callback
+from homeassistant.helpers import device_registry as dr, issue_registry as ir
+
+from .const import DOMAIN, EVENT_INSTALL_REQUESTED, EVENT_UPGRADE_FINISHED
+from .core.backend import InstallError
+from .core.bridge import HandOff
+from .errors import REPAIR_ISSUES
+
+if TYPE_CHECKING:
+    from .coordinator import FirmwareCoordinator
+
+
+def repair_id(entry_id: str) -> str:
+    """Return the id of an entry's install repair issue."""
+    return f"install_failed_{entry_id}"
+
+
+@callback
+def fire_finished(
+    coordinator: FirmwareCoordinator,
+    version: str | None,
+    *,
+    success: bool,
+    error: str | None,
+) -> None:
+    """Fire `firmware_hub_upgrade_finished`."""
+    coordinator.hass.bus.async_fire(
+        EVENT_UPGRADE_FINISHED,
+        {
+            "device_id": coordinator.device_id,
+            "entry_id": coordinator.config_entry.entry_id,
+            "kind": coordinator.kind.value,
+            "version": version,
+            "success": success,
+            "error": error,
+        },
+    )
+
+
+@callback
+def fire_install_requested(coordinator: FirmwareCoordinator, handoff: HandOff) -> None:
+    """Fire `firmware_hub_install_requested`: a verified package awaits the device."""
+    coordinator.hass.bus.async_fire(
+        EVENT_INSTALL_REQUESTED,
+        {
+            "device_id": coordinator.device_id,
+            "entry_id": coordinator.config_entry.entry_id,
+            "kind": coordinator.kind.value,
+            "version": handoff.version,
+            "path": handoff.path,
+            "size": handoff.size,
+            "md5": handoff.md5,
+            "sha256": handoff.sha256,
+        },
+    )
+
+
+@callback
+def install_succeeded(coordinator: FirmwareCoordinator, version: str | None) -> None:
+    """Clear the repair, show the new version on the device, tell automations."""
+    ir.async_delete_issue(
+        coordinator.hass, DOMAIN, repair_id(coordinator.config_entry.entry_id)
+    )
+    update_sw_version(coordinator.hass, coordinator.device_id, version)
+    fire_finished(coordinator, version, success=True, error=None)
+
+
+@callback
+def install_failed(
+    coordinator: FirmwareCoordinator, version: str | None, err: InstallError
+) -> None:
+    """Tell automations; raise a repair when the device needs the user's eyes."""
+    fire_finished(coordinator, version, success=False, error=err.key)
+    translation_key = REPAIR_ISSUES.get(err.key)
+    if translation_key is None:
+        return
+    placeholders: dict[str, Any] = {
+        "name": coordinator.config_entry.title,
+        "error": str(err),
+    }
+    ir.async_create_issue(
+        coordinator.hass,
+        DOMAIN,
+        repair_id(coordinator.config_entry.entry_id),
+        is_fixable=False,
+        is_persistent=True,
+        severity=ir.IssueSeverity.ERROR,
+        translation_key=translation_key,
+        translation_placeholders=placeholders,
+    )
+
+
+@callback
+def update_sw_version(
+    hass: HomeAssistant, device_id: str | None, version: str | None
+) -> None:
+    """Keep the device registry's firmware version what the device reports."""
+    if device_id is None or version is None:
+        return
+    registry = dr.async_get(hass)
+    device = registry.async_get(device_id)
+    if isinstance(device, dr.DeviceEntry) and device.sw_version != version:
+        registry.async_update_device(device_id, sw_version=version)
