@@ -7,7 +7,7 @@ shadow it.
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Generator
 
 import pytest
 
@@ -32,6 +32,23 @@ async def camera(socket_enabled: None) -> AsyncGenerator[IsapiCameraSimulator]:
     await sim.start()
     yield sim
     await sim.stop()
+
+
+@pytest.fixture(autouse=True)
+def no_deprecated_calls(caplog: pytest.LogCaptureFixture) -> Generator[None]:
+    """Fail a test in which the integration used an API Home Assistant deprecated.
+
+    Home Assistant logs (for custom integrations) what would raise in core: e.g.
+    `DeviceEntry.config_entries`, which stops working in 2027.10.
+    """
+    yield
+    reports = [
+        record.getMessage()
+        for record in caplog.get_records("call")
+        if record.name == "homeassistant.helpers.frame"
+        and "firmware_hub" in record.getMessage()
+    ]
+    assert not reports
 
 
 @pytest.fixture(autouse=True)

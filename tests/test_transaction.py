@@ -167,3 +167,34 @@ async def test_installed_version_follows_the_device(
     device = device_registry.async_get(device.id)
     assert device is not None
     assert device.sw_version == "V5.7.21 build 250301"
+
+
+async def test_restart_and_check_refused_during_install(
+    hass: HomeAssistant, camera: IsapiCameraSimulator
+) -> None:
+    """Restart and Check for update wait for the install: refused, nothing sent."""
+    _entry, install = await _downloading(hass, camera)
+    for button in ("button.camera_1_restart", "button.camera_1_check_for_update"):
+        with pytest.raises(HomeAssistantError) as err:
+            await hass.services.async_call(
+                "button", "press", {ATTR_ENTITY_ID: button}, blocking=True
+            )
+        assert err.value.translation_key == "install_in_progress"
+    assert camera.count(*REBOOT) == 0
+    assert camera.count("GET", "/ISAPI/System/onlineUpgrade/version") == 1
+    camera.download_steps = 1
+    await install
+
+
+async def test_poll_waits_for_the_install(
+    hass: HomeAssistant, camera: IsapiCameraSimulator
+) -> None:
+    """A poll during an install does not talk to the device (it may be flashing)."""
+    entry, install = await _downloading(hass, camera)
+    coordinator = entry.runtime_data.coordinator
+    reads = camera.count("GET", "/ISAPI/System/deviceInfo")
+    await coordinator.async_refresh()
+    assert camera.count("GET", "/ISAPI/System/deviceInfo") == reads
+    assert hass.states.get(UPDATE).attributes["in_progress"] is True
+    camera.download_steps = 1
+    await install
