@@ -29,6 +29,7 @@ from .coordinator import FirmwareHubConfigEntry
 from .core.backend import BackendError
 from .core.models import DeviceIdentity
 from .errors import form_error
+from .forms import install_queue_field, install_queue_option
 from .kind_spec import BackendContext, DiscoveredDevice, KindSpec
 from .registry import KINDS
 
@@ -301,8 +302,18 @@ class OptionsFlowHandler(OptionsFlowWithReload):
         spec = KINDS[Kind(entry.data[CONF_KIND])]
         errors: dict[str, str] = {}
         if user_input is not None and _refuse_while_installing(entry, errors):
-            return self.async_create_entry(data=spec.options_from_input(user_input))
-        schema = vol.Schema(spec.options_fields(entry.options))
+            return self.async_create_entry(
+                data={
+                    **spec.options_from_input(user_input),
+                    **install_queue_option(user_input),
+                }
+            )
+        schema = vol.Schema(
+            {
+                **spec.options_fields(entry.options),
+                **install_queue_field(entry.options),
+            }
+        )
         return self.async_show_form(
             step_id="init",
             data_schema=self.add_suggested_values_to_schema(schema, user_input),

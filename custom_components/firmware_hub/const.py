@@ -36,6 +36,13 @@ DEFAULT_HIKVISION_USERNAME: Final = "admin"
 POLL_INTERVAL: Final = timedelta(seconds=60)
 
 EVENT_UPGRADE_FINISHED: Final = "firmware_hub_upgrade_finished"
+EVENT_ROLLOUT_FINISHED: Final = "firmware_hub_rollout_finished"
+
+#: How many installs run at once across all Firmware Hub devices (the install
+#: queue): "Update all" must not take the whole site down at the same moment.
+CONF_MAX_CONCURRENT_INSTALLS: Final = "max_concurrent_installs"
+DEFAULT_MAX_CONCURRENT_INSTALLS: Final = 2
+MAX_CONCURRENT_INSTALLS: Final = 32
 EVENT_INSTALL_REQUESTED: Final = "firmware_hub_install_requested"
 
 # Bridge kinds (EnOS, Miling).

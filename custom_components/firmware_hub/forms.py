@@ -20,10 +20,13 @@ from .const import (
     CONF_AUTO_DOWNLOAD,
     CONF_CHECK_INTERVAL,
     CONF_HANDOFF_TIMEOUT,
+    CONF_MAX_CONCURRENT_INSTALLS,
     DEFAULT_AUTO_DOWNLOAD,
     DEFAULT_CHECK_INTERVAL,
     DEFAULT_HANDOFF_TIMEOUT,
+    DEFAULT_MAX_CONCURRENT_INSTALLS,
     MAX_CHECK_INTERVAL,
+    MAX_CONCURRENT_INSTALLS,
     MIN_CHECK_INTERVAL,
 )
 
@@ -104,3 +107,24 @@ def optional_text_fields(
         vol.Optional(key, description={"suggested_value": current.get(key)}): str
         for key in keys
     }
+
+
+def install_queue_field(current: Mapping[str, Any]) -> dict[Any, Any]:
+    """Return the option every kind has: how many installs run at once (site-wide)."""
+    return {
+        vol.Required(
+            CONF_MAX_CONCURRENT_INSTALLS,
+            default=current.get(
+                CONF_MAX_CONCURRENT_INSTALLS, DEFAULT_MAX_CONCURRENT_INSTALLS
+            ),
+        ): NumberSelector(
+            NumberSelectorConfig(
+                min=1, max=MAX_CONCURRENT_INSTALLS, step=1, mode=NumberSelectorMode.BOX
+            )
+        )
+    }
+
+
+def install_queue_option(user_input: Mapping[str, Any]) -> dict[str, Any]:
+    """Return the stored install limit from the options form."""
+    return {CONF_MAX_CONCURRENT_INSTALLS: int(user_input[CONF_MAX_CONCURRENT_INSTALLS])}

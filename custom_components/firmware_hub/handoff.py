@@ -39,6 +39,11 @@ class HandoffTracker:
         # A hand-off pending from before a restart keeps its deadline.
         self.schedule_timeout()
 
+    @property
+    def timeout(self) -> float:
+        """Return how long (seconds) the device has to report after a hand-off."""
+        return self._backend.handoff_timeout
+
     @callback
     def handed_off(self) -> bool:
         """After an install returned: announce a hand-off, if there is one."""

@@ -28,6 +28,14 @@ from .const import DOMAIN
 from .coordinator import FirmwareCoordinator, FirmwareHubConfigEntry
 from .kind_spec import KindAction
 from .registry import KINDS
+from .rollout import (
+    CANCEL_QUEUED_INSTALLS_SCHEMA,
+    INSTALL_UPDATES_SCHEMA,
+    SERVICE_CANCEL_QUEUED_INSTALLS,
+    SERVICE_INSTALL_UPDATES,
+    async_cancel_queued_installs,
+    async_install_updates,
+)
 
 ATTR_DEVICE_ID = "device_id"
 ATTR_SUCCESS = "success"
@@ -178,6 +186,20 @@ def async_setup_services(hass: HomeAssistant) -> None:
         SERVICE_INSTALL_FIRMWARE_FILE,
         _install_firmware_file,
         schema=INSTALL_FIRMWARE_FILE_SCHEMA,
+    )
+    hass.services.async_register(
+        DOMAIN,
+        SERVICE_INSTALL_UPDATES,
+        async_install_updates,
+        schema=INSTALL_UPDATES_SCHEMA,
+        supports_response=SupportsResponse.OPTIONAL,
+    )
+    hass.services.async_register(
+        DOMAIN,
+        SERVICE_CANCEL_QUEUED_INSTALLS,
+        async_cancel_queued_installs,
+        schema=CANCEL_QUEUED_INSTALLS_SCHEMA,
+        supports_response=SupportsResponse.OPTIONAL,
     )
     registered: set[str] = set()
     for spec in KINDS.values():

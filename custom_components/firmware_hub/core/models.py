@@ -18,6 +18,8 @@ class Phase(StrEnum):
 
     IDLE = "idle"
     CHECKING = "checking"
+    #: Waiting for a free install slot (the install queue).
+    QUEUED = "queued"
     DOWNLOADING = "downloading"
     VERIFYING = "verifying"
     INSTALLING = "installing"
@@ -30,6 +32,7 @@ class Phase(StrEnum):
 #: Phases during which an install is running: the update entity shows progress.
 ACTIVE_PHASES = frozenset(
     {
+        Phase.QUEUED,
         Phase.DOWNLOADING,
         Phase.VERIFYING,
         Phase.INSTALLING,
