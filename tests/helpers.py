@@ -13,8 +13,9 @@ from homeassistant.const import (
     CONF_SSL,
     CONF_USERNAME,
     CONF_VERIFY_SSL,
+    EVENT_STATE_CHANGED,
 )
-from homeassistant.core import HomeAssistant
+from homeassistant.core import Event, HomeAssistant, State, callback
 from pytest_homeassistant_custom_component.common import MockConfigEntry
 
 from custom_components.firmware_hub.const import CONF_KIND, DOMAIN, Kind
@@ -65,3 +66,31 @@ async def wait_until(
         while not condition():
             await asyncio.sleep(0.01)
     await hass.async_block_till_done()
+
+
+class Recorder:
+    """Every state the entities take (while it listens)."""
+
+    def __init__(self, hass: HomeAssistant) -> None:
+        self.states: list[State] = []
+
+        @callback
+        def _record(event: Event[Any]) -> None:
+            if (new := event.data["new_state"]) is not None:
+                self.states.append(new)
+
+        self.unsub = hass.bus.async_listen(EVENT_STATE_CHANGED, _record)
+
+    def clear(self) -> None:
+        self.states.clear()
+
+    def of(self, entity_id: str) -> list[State]:
+        return [state for state in self.states if state.entity_id == entity_id]
+
+    def values(self, entity_id: str) -> list[str]:
+        """Return the entity's successive distinct states."""
+        values: list[str] = []
+        for state in self.of(entity_id):
+            if not values or values[-1] != state.state:
+                values.append(state.state)
+        return values

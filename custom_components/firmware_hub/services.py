@@ -13,6 +13,7 @@ from pathlib import Path
 import stat
 from typing import Any, BinaryIO
 
+from homeassistant.components.update import DOMAIN as UPDATE_DOMAIN
 from homeassistant.core import (
     HomeAssistant,
     ServiceCall,
@@ -21,7 +22,11 @@ from homeassistant.core import (
     callback,
 )
 from homeassistant.exceptions import ServiceValidationError
-from homeassistant.helpers import config_validation as cv, device_registry as dr
+from homeassistant.helpers import (
+    config_validation as cv,
+    device_registry as dr,
+    service as service_helpers,
+)
 import probatio as vol
 
 from .const import DOMAIN
@@ -45,6 +50,7 @@ ATTR_PATH = "path"
 
 SERVICE_REPORT_INSTALL_RESULT = "report_install_result"
 SERVICE_INSTALL_FIRMWARE_FILE = "install_firmware_file"
+SERVICE_GET_RELEASE_NOTES = "get_release_notes"
 
 #: One device: a `device_id` field, or `target: device_id:` (which passes a list).
 _ONE_DEVICE = vol.All(cv.ensure_list, vol.Length(min=1, max=1), [cv.string])
@@ -186,6 +192,15 @@ def async_setup_services(hass: HomeAssistant) -> None:
         SERVICE_INSTALL_FIRMWARE_FILE,
         _install_firmware_file,
         schema=INSTALL_FIRMWARE_FILE_SCHEMA,
+    )
+    service_helpers.async_register_platform_entity_service(
+        hass,
+        DOMAIN,
+        SERVICE_GET_RELEASE_NOTES,
+        entity_domain=UPDATE_DOMAIN,
+        schema=None,
+        func="async_get_release_notes",
+        supports_response=SupportsResponse.ONLY,
     )
     hass.services.async_register(
         DOMAIN,

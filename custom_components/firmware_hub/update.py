@@ -10,7 +10,7 @@ from homeassistant.components.update import (
     UpdateEntityDescription,
     UpdateEntityFeature,
 )
-from homeassistant.core import HomeAssistant
+from homeassistant.core import HomeAssistant, ServiceResponse
 from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
 
 from .coordinator import FirmwareCoordinator, FirmwareHubConfigEntry
@@ -101,6 +101,16 @@ class FirmwareUpdateEntity(FirmwareHubEntity, UpdateEntity):
     async def async_release_notes(self) -> str | None:
         """Return the offer's change log."""
         return self.coordinator.data.release_notes
+
+    async def async_get_release_notes(self) -> ServiceResponse:
+        """Return the offer and its change log (`firmware_hub.get_release_notes`)."""
+        data = self.coordinator.data
+        return {
+            "installed_version": data.installed_version,
+            "latest_version": data.latest_version,
+            "release_notes": data.release_notes,
+            "release_url": data.release_url,
+        }
 
     async def async_install(
         self, version: str | None, backup: bool, **kwargs: Any
