@@ -287,3 +287,31 @@ async def test_rollout_targets_a_device(
         NEW,
         "V5.7.18",
     ]
+
+
+async def test_queue_survives_reloading_an_idle_device(
+    hass: HomeAssistant, fleet: list[IsapiCameraSimulator]
+) -> None:
+    """Reloading a device that is not installing leaves the queue working."""
+    entries = await _set_up(hass, fleet[:3], **{CONF_MAX_CONCURRENT_INSTALLS: 1})
+    fleet[0].download_steps = 1_000_000
+    installs = [
+        hass.async_create_task(
+            hass.services.async_call(
+                UPDATE_DOMAIN,
+                SERVICE_INSTALL,
+                {ATTR_ENTITY_ID: _update(index)},
+                blocking=True,
+            )
+        )
+        for index in (0, 1)
+    ]
+    async with asyncio.timeout(5):
+        while hass.states.get("sensor.camera_1_firmware_status").state != "queued":
+            await asyncio.sleep(0.01)
+    assert await hass.config_entries.async_reload(entries[2].entry_id)
+    assert hass.states.get("sensor.camera_1_firmware_status").state == "queued"
+    fleet[0].download_steps = 1
+    await asyncio.gather(*installs)
+    assert [camera.firmware_version for camera in fleet[:3]] == [NEW, NEW, "V5.7.18"]
+    assert _most_busy_at_once(fleet[:2]) == 1
