@@ -12,7 +12,7 @@ import socket
 from typing import Any
 
 from homeassistant.components.update import DOMAIN as UPDATE_DOMAIN, SERVICE_INSTALL
-from homeassistant.config_entries import SOURCE_USER
+from homeassistant.config_entries import SOURCE_USER, ConfigEntryState
 from homeassistant.const import ATTR_ENTITY_ID, STATE_OFF, STATE_ON
 from homeassistant.core import HomeAssistant
 from homeassistant.data_entry_flow import FlowResultType
@@ -64,12 +64,23 @@ def fast_miling(monkeypatch: pytest.MonkeyPatch) -> None:
     )
 
 
+async def _unload_all(hass: HomeAssistant) -> None:
+    """Stop every Miling client (unload the entries) before a server stops."""
+    for entry in hass.config_entries.async_entries(DOMAIN):
+        if entry.state is ConfigEntryState.LOADED:
+            assert await hass.config_entries.async_unload(entry.entry_id)
+    await hass.async_block_till_done()
+
+
 @pytest.fixture
-async def server(socket_enabled: None) -> AsyncGenerator[MilingServerSimulator]:
-    """A Miling upgrade server on loopback."""
+async def server(
+    hass: HomeAssistant, socket_enabled: None
+) -> AsyncGenerator[MilingServerSimulator]:
+    """A Miling upgrade server on loopback; its clients stop before it does."""
     sim = MilingServerSimulator()
     await sim.start()
     yield sim
+    await _unload_all(hass)
     await sim.stop()
 
 
@@ -237,6 +248,7 @@ async def test_reconfigure_and_options(
         await hass.async_block_till_done()
         assert await hass.config_entries.async_unload(entry.entry_id)
     finally:
+        await _unload_all(hass)
         await other.stop()
 
 

@@ -241,7 +241,16 @@ class MilingServerSimulator:
         return runner, site.port
 
     async def stop(self) -> None:
-        """Close every socket and stop listening."""
+        """Stop listening, then close every socket.
+
+        The listeners close first: a device told "going away" (1001) reconnects at
+        once, and an accept racing the listener's close trips asyncio's
+        ``Server._attach`` assertion. Tests still stop their clients before this.
+        """
+        for runner in (self._ws_runner, self._http_runner):
+            if runner is not None:
+                for site in list(runner.sites):
+                    await site.stop()
         await self.close_sockets(code=1001)
         handlers = list(self._handlers)
         for task in handlers:  # slow (delayed) answers in flight
