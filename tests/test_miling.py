@@ -34,8 +34,11 @@ from custom_components.firmware_hub.const import (
     EVENT_INSTALL_REQUESTED,
     EVENT_UPGRADE_FINISHED,
 )
-from custom_components.firmware_hub.kinds.miling import backend as miling_backend
-from custom_components.firmware_hub.kinds.miling.protocol.client import Backoff
+from custom_components.firmware_hub.core.retry import Backoff
+from custom_components.firmware_hub.kinds.miling import (
+    backend as miling_backend,
+    fetch as miling_fetch,
+)
 
 from .helpers import wait_until as _until
 from .simulators.miling import CorruptMd5, MilingServerSimulator
@@ -55,11 +58,12 @@ def fast_miling(monkeypatch: pytest.MonkeyPatch) -> None:
         miling_backend,
         "DEFAULT_TIMING",
         miling_backend.MilingTiming(
-            attempts=10,
-            backoff=0.001,
-            max_backoff=0.01,
+            fetch=miling_fetch.FetchTiming(
+                attempts=10, retry=Backoff(initial=0.001, maximum=0.01)
+            ),
             request_timeout=3,
-            reconnect=Backoff(initial=0.01, minimum=0.02, maximum=0.1, stable_after=1),
+            reconnect=Backoff(first=0.01, initial=0.02, maximum=0.1),
+            stable_after=1,
         ),
     )
 

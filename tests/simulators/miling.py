@@ -247,9 +247,9 @@ class MilingServerSimulator:
         once, and an accept racing the listener's close trips asyncio's
         ``Server._attach`` assertion. Tests still stop their clients before this.
         """
-        for runner in (self._ws_runner, self._http_runner):
-            if runner is not None:
-                for site in list(runner.sites):
+        for listening in (self._ws_runner, self._http_runner):
+            if listening is not None:
+                for site in list(listening.sites):
                     await site.stop()
         await self.close_sockets(code=1001)
         handlers = list(self._handlers)
