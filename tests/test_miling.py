@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncGenerator
 import hashlib
+import json
 import logging
 import os
 from pathlib import Path
@@ -49,6 +50,7 @@ UPDATE = "update.ts_10001_firmware"
 STATUS = "sensor.ts_10001_firmware_status"
 CLOUD = "binary_sensor.ts_10001_cloud_connection"
 PACKAGE = os.urandom(300 * 1024 + 77)
+TOTAL_CHUNKS = -(-len(PACKAGE) // 2048)
 
 
 @pytest.fixture(autouse=True)
@@ -406,23 +408,146 @@ async def test_missing_file_is_final(
     assert _package_files(hass, entry) == []
 
 
+async def _interrupt_download(
+    hass: HomeAssistant, server: MilingServerSimulator, entry: MockConfigEntry
+) -> dict[int, str]:
+    """Push, let a third of the chunks arrive, unload; return the saved MD5 ledger.
+
+    The partial file, its range state and its MD5 ledger stay on disk.
+    """
+    server.delay = 0.01
+    await _push(server)
+    await _until(hass, lambda: server.requests_served >= TOTAL_CHUNKS // 3)
+    assert await hass.config_entries.async_unload(entry.entry_id)
+    assert server.requests_served < TOTAL_CHUNKS
+    server.delay = 0
+    server.reset_stats()
+    names = _package_files(hass, entry)
+    assert [n for n in names if n.endswith(".part.md5.json")] == [_partial(entry)[1]]
+    ledger = json.loads(_root(hass, entry).joinpath(_partial(entry)[1]).read_text())
+    assert ledger["size"] == len(PACKAGE)
+    md5 = {int(start): value for start, value in ledger["md5"].items()}
+    assert len(md5) >= TOTAL_CHUNKS // 3
+    for start, value in md5.items():
+        assert hashlib.md5(PACKAGE[start : start + 2048]).hexdigest() == value
+    return md5
+
+
+def _root(hass: HomeAssistant, entry: MockConfigEntry) -> Path:
+    return Path(hass.config.path(DOMAIN, entry.entry_id))
+
+
+def _partial(entry: MockConfigEntry) -> tuple[str, str]:
+    """Return the names of the partial data file and of its MD5 ledger."""
+    key = miling_fetch.partial_key("updateImage", len(PACKAGE), "200300")
+    return f".chunks-{key}.part", f".chunks-{key}.part.md5.json"
+
+
+def _downloaded(hass: HomeAssistant, entry: MockConfigEntry) -> bool:
+    """Return whether the resumed download finished (the package is on disk)."""
+    names = _package_files(hass, entry)
+    return _ready(hass) and any(name.startswith("package-") for name in names)
+
+
+async def _install(hass: HomeAssistant) -> None:
+    await hass.services.async_call(
+        UPDATE_DOMAIN, SERVICE_INSTALL, {ATTR_ENTITY_ID: UPDATE}, blocking=True
+    )
+
+
 async def test_restart_mid_download_resumes(
     hass: HomeAssistant, server: MilingServerSimulator
 ) -> None:
-    """Home Assistant stopping mid-download keeps finished chunks; it resumes."""
+    """Home Assistant stopping mid-download keeps finished chunks; it resumes.
+
+    Before resuming, a sample of the finished chunks is fetched again and matches
+    the recorded MD5s; the rest is fetched once; the handed-off file is exact.
+    """
     entry = await _setup(hass, server)
-    server.delay = 0.01
-    await _push(server)
-    total = -(-len(PACKAGE) // 2048)
-    await _until(hass, lambda: server.requests_served >= total // 3)
-    assert await hass.config_entries.async_unload(entry.entry_id)
-    before = server.requests_served
-    assert before < total
-    server.delay = 0
+    requested = async_capture_events(hass, EVENT_INSTALL_REQUESTED)
+    done = await _interrupt_download(hass, server, entry)
     await hass.config_entries.async_setup(entry.entry_id)
-    await _until(hass, lambda: _ready(hass))
-    # Every chunk was served whole exactly once (give or take those in flight).
-    assert server.requests_served <= total + 16
+    await _until(hass, lambda: _downloaded(hass, entry))
+    await _install(hass)
+    assert Path(requested[0].data["path"]).read_bytes() == PACKAGE
+    resampled = [start for start, _end in server.range_requests if start in done]
+    assert 1 <= len(resampled) <= miling_fetch.RESUME_SAMPLE
+    # Every chunk not finished before was fetched once (in-flight ones included).
+    assert server.requests_served <= TOTAL_CHUNKS - len(done) + len(resampled)
+    assert not [n for n in _package_files(hass, entry) if n.startswith(".chunks-")]
+
+
+async def test_resume_after_the_source_changed_starts_again(
+    hass: HomeAssistant, server: MilingServerSimulator
+) -> None:
+    """The server's file changed while Home Assistant was down: no mixed package.
+
+    Reproduced on the old code: the old bytes of the first third followed by the
+    new bytes were handed off as verified.
+    """
+    entry = await _setup(hass, server)
+    requested = async_capture_events(hass, EVENT_INSTALL_REQUESTED)
+    await _interrupt_download(hass, server, entry)
+    changed = os.urandom(len(PACKAGE))
+    server.files["updateImage"] = changed  # same name, size and version
+    await hass.config_entries.async_setup(entry.entry_id)
+    await _until(hass, lambda: _downloaded(hass, entry))
+    await _install(hass)
+    event = requested[0].data
+    assert Path(event["path"]).read_bytes() == changed
+    assert event["md5"] == hashlib.md5(changed).hexdigest()
+    # Everything was fetched again from the first byte.
+    assert all((start, end) in server.range_requests for start, end in _ranges())
+    assert server.requests_served >= TOTAL_CHUNKS
+    assert not [n for n in _package_files(hass, entry) if n.startswith(".chunks-")]
+
+
+async def test_resume_refetches_chunks_damaged_on_disk(
+    hass: HomeAssistant, server: MilingServerSimulator
+) -> None:
+    """A finished chunk whose bytes on disk lost their MD5 is fetched again."""
+    entry = await _setup(hass, server)
+    requested = async_capture_events(hass, EVENT_INSTALL_REQUESTED)
+    done = await _interrupt_download(hass, server, entry)
+    damaged = min(done)
+    data_file = _root(hass, entry) / _partial(entry)[0]
+    with data_file.open("r+b") as handle:
+        handle.seek(damaged + 5)
+        handle.write(b"\xff\x00\xff")
+    await hass.config_entries.async_setup(entry.entry_id)
+    await _until(hass, lambda: _downloaded(hass, entry))
+    await _install(hass)
+    assert Path(requested[0].data["path"]).read_bytes() == PACKAGE
+    assert server.range_requests[damaged, damaged + 2047] == 1
+    assert server.requests_served < TOTAL_CHUNKS  # the intact chunks were kept
+
+
+async def test_compressed_chunks_fail_the_download(
+    hass: HomeAssistant, server: MilingServerSimulator
+) -> None:
+    """A server answering with gzip bombs: refused uncompressed, not retried."""
+    entry = await _setup(hass, server, **{CONF_AUTO_DOWNLOAD: False})
+    finished = async_capture_events(hass, EVENT_UPGRADE_FINISHED)
+    await _push(server)
+    await _until(hass, lambda: hass.states.get(UPDATE).state == STATE_ON)
+    server.gzip_padding = 61 * 1024 * 1024
+    with pytest.raises(HomeAssistantError) as err:
+        await _install(hass)
+    assert err.value.translation_key == "download_failed"
+    assert finished[0].data["error"] == "download_failed"
+    assert hass.states.get(STATUS).state == "failed"
+    assert set(server.accept_encodings) == {"identity"}
+    # One request per worker at most: a compressed answer is final.
+    assert server.http_requests <= miling_fetch.in_flight(0)
+    assert max(server.bodies_sent) < 64 * 1024
+    assert not [n for n in _package_files(hass, entry) if n.startswith("package-")]
+
+
+def _ranges() -> list[tuple[int, int]]:
+    return [
+        (start, min(start + 2048, len(PACKAGE)) - 1)
+        for start in range(0, len(PACKAGE), 2048)
+    ]
 
 
 async def test_reconnect_and_reregister(

@@ -9,6 +9,7 @@ import hashlib
 import json
 import logging
 import os
+import tracemalloc
 from typing import Any
 
 import aiohttp
@@ -32,6 +33,7 @@ from custom_components.firmware_hub.kinds.miling.protocol.client import (
 )
 from custom_components.firmware_hub.kinds.miling.protocol.errors import (
     ChunkChecksumError,
+    ChunkEncodingError,
     ChunkHttpError,
     ChunkMissingError,
     ChunkReplyError,
@@ -1121,3 +1123,29 @@ async def test_many_file_names(sim: MilingServerSimulator, chunks: ChunkClient) 
         sim.files[f"f{index}"] = bytes([index]) * 4
         assert await chunks.fetch_chunk(f"f{index}", 1, 2) == bytes([index]) * 2
     assert len(chunks._prefixes) <= 17
+
+
+async def test_compressed_reply_is_refused_not_inflated(
+    sim: MilingServerSimulator, chunks: ChunkClient
+) -> None:
+    """A 61 KB gzip body that inflates to 61 MiB is refused as it arrives.
+
+    Chunks are asked for uncompressed; the bomb is never inflated in memory and
+    is not asked for again (a server that compresses once compresses again).
+    """
+    sim.files["pkg"] = PACKAGE
+    sim.gzip_padding = 61 * 1024 * 1024
+    sim._gzip_bomb(sim.gzip_padding, b"")  # build the bomb before measuring
+    tracemalloc.start()
+    try:
+        with pytest.raises(ChunkEncodingError) as err:
+            await chunks.fetch_chunk("pkg", 0, 2047)
+        _current, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert not err.value.retryable
+    assert sim.bodies_sent[-1] < 64 * 1024  # what the server sent: a small body
+    assert peak < 4 * 1024 * 1024  # what we held: far from 61 MiB
+    assert sim.accept_encodings == ["identity"]  # what the server was told
+    sim.gzip_padding = None
+    assert await chunks.fetch_chunk("pkg", 0, 2047) == PACKAGE[:2048]
