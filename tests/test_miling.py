@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncGenerator
 import hashlib
 import json
@@ -329,7 +328,7 @@ async def test_refused_requests(
     """Mismatched type, unsafe names and oversize packages are refused; nothing fetched."""
     entry = await _setup(hass, server)
     assert await _push(server, **push) == status
-    await asyncio.sleep(0.05)
+    await hass.async_block_till_done()
     assert server.http_requests == 0
     assert hass.states.get(UPDATE).state == STATE_OFF
     assert _package_files(hass, entry) == []
@@ -390,6 +389,24 @@ async def test_status_2_and_dropped_connections(
     assert Path(requested[0].data["path"]).read_bytes() == PACKAGE
     assert server.requests_served == -(-len(PACKAGE) // 2048)
     assert sum(server.range_requests.values()) > server.requests_served
+
+
+@pytest.mark.parametrize(("load_condition", "expected"), [(0, 16), (4, 1)])
+async def test_load_condition_limits_requests_in_flight(
+    hass: HomeAssistant,
+    server: MilingServerSimulator,
+    load_condition: int,
+    expected: int,
+) -> None:
+    """An idle server gets 16 chunk requests at once, a loaded one a single one."""
+    await _setup(hass, server)
+    server.delay = 0.005
+    requested = async_capture_events(hass, EVENT_INSTALL_REQUESTED)
+    await _push(server, load_condition=load_condition)
+    await _until(hass, lambda: _ready(hass) and server.requests_served == TOTAL_CHUNKS)
+    await _install(hass)
+    assert Path(requested[0].data["path"]).read_bytes() == PACKAGE
+    assert server.max_concurrent == expected
 
 
 async def test_missing_file_is_final(

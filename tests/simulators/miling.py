@@ -143,7 +143,8 @@ class MilingServerSimulator:
     (Status 0 answers sent whole), ``http_requests``, ``range_requests`` (a
     ``Counter`` of (Start, End)), ``ws_connections``, ``ws_frames`` (every frame
     received), ``accept_encodings`` (the Accept-Encoding of every download
-    request), ``bodies_sent`` (the length on the wire of every 1015 body).
+    request), ``bodies_sent`` (the length on the wire of every 1015 body),
+    ``max_concurrent`` (the most download requests handled at once).
     """
 
     def __init__(
@@ -190,6 +191,8 @@ class MilingServerSimulator:
         self.ws_frames: list[str | bytes] = []
         self.accept_encodings: list[str | None] = []
         self.bodies_sent: list[int] = []
+        self.max_concurrent = 0
+        self._active = 0
 
         self._corrupted: set[tuple[str, int, int]] = set()
         self._bomb: tuple[int, bytes, Any] | None = None
@@ -477,12 +480,15 @@ class MilingServerSimulator:
         task = asyncio.current_task()
         assert task is not None
         self._handlers.add(task)
+        self._active += 1
+        self.max_concurrent = max(self.max_concurrent, self._active)
         try:
             answer = await self._download(request)
             if self.chunked_reply and isinstance(answer, web.Response):
                 return await self._send_chunked(request, answer)
             return answer
         finally:
+            self._active -= 1
             self._handlers.discard(task)
 
     async def _download(self, request: web.Request) -> web.StreamResponse:

@@ -122,6 +122,8 @@ class MilingBackend(BridgeBackend):
             stable_after=self._timing.stable_after,
         )
         self._tasks: set[asyncio.Task[None]] = set()
+        #: The server's load at its last upgrade request (0 idle): requests in flight.
+        self._load_condition = 0
 
     # ------------------------------------------------------------ connection
 
@@ -239,14 +241,15 @@ class MilingBackend(BridgeBackend):
         await self._reply(status)
         if status != UpgradeStatus.ACCEPTED:
             return
+        self._load_condition = request.load_condition
         await self.async_offer(
             BridgeOffer(
                 version=request.prog_version,
                 size=request.file_size,
-                source={
-                    "file_name": request.file_name,
-                    "load_condition": request.load_condition,
-                },
+                # What identifies the package; LoadCondition is only a hint
+                # about the server's load, kept apart so that a re-push under
+                # another load is the same offer.
+                source={"file_name": request.file_name},
             ),
             replace=True,
         )
@@ -261,7 +264,7 @@ class MilingBackend(BridgeBackend):
             str(offer.source["file_name"]),
             int(offer.size or 0),
             offer.version,
-            load_condition=int(offer.source.get("load_condition", 0)),
+            load_condition=self._load_condition,
             progress=progress,
         )
 
