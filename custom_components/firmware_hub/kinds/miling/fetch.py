@@ -106,7 +106,7 @@ class ChunkLedger:
             self.md5 = {
                 int(start): value
                 for start, value in chunks.items()
-                if start.isdigit() and isinstance(value, str)
+                if start.isdecimal() and isinstance(value, str)
             }
 
     def save(self) -> None:
