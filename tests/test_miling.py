@@ -41,7 +41,12 @@ from custom_components.firmware_hub.kinds.miling import (
 )
 
 from .helpers import wait_until as _until
-from .simulators.miling import CorruptMd5, MilingServerSimulator
+from .simulators.miling import (
+    CorruptMd5,
+    MilingServerSimulator,
+    Registration,
+    UpgradeAnswer,
+)
 
 DEVICE_ID = "10001"
 DEVICE_TYPE = "TS"
@@ -577,6 +582,39 @@ async def test_reconnect_and_reregister(
     await _until(hass, lambda: len(server.registrations) > registrations, timeout=5)
     await _until(hass, lambda: hass.states.get(CLOUD).state == STATE_ON)
     assert server.registrations[-1].prog_version == "200200"
+
+
+async def test_refused_on_reconnect(
+    hass: HomeAssistant, server: MilingServerSimulator
+) -> None:
+    """The server refuses the device after a reconnect: cloud connection off."""
+    await _setup(hass, server)
+    registrations = len(server.registrations)
+    server.register_status = 5
+    await server.close_sockets()
+    await _until(hass, lambda: len(server.registrations) > registrations)
+    await _until(hass, lambda: hass.states.get(CLOUD).state == STATE_OFF)
+    assert server.registrations[-1] == Registration(DEVICE_ID, DEVICE_TYPE, "200200")
+    assert server.connected_devices == []
+
+
+async def test_upgrade_request_for_another_device(
+    hass: HomeAssistant, server: MilingServerSimulator
+) -> None:
+    """A 1012 naming another DeviceId is answered -1; nothing is fetched."""
+    entry = await _setup(hass, server)
+    server.files["updateImage"] = PACKAGE
+    await server.send_raw(
+        '{"ProtocolCode":1012,"Parameters":{"FileName":"updateImage",'
+        f'"FileSize":{len(PACKAGE)},"DeviceId":"99999","DeviceType":"TS",'
+        '"ProgVersion":"200300","LoadCondition":0}}'
+    )
+    await server.wait_for(lambda: len(server.upgrade_answers) == 1)
+    await hass.async_block_till_done()
+    assert server.upgrade_answers[-1] == UpgradeAnswer(DEVICE_ID, -1)
+    assert server.http_requests == 0
+    assert hass.states.get(UPDATE).state == STATE_OFF
+    assert _package_files(hass, entry) == []
 
 
 async def test_garbage_on_the_socket(
