@@ -75,16 +75,18 @@ from custom_components.firmware_hub.core.bridge import (
 )
 from custom_components.firmware_hub.core.models import FirmwareState
 from custom_components.firmware_hub.core.packages import Package, PackageStore
-from custom_components.firmware_hub.kinds.miling.backend import (
+from custom_components.firmware_hub.kinds.miling.backend import MilingBackend
+from custom_components.firmware_hub.kinds.miling.fetch import (
     CHECKPOINT_EVERY,
-    MilingBackend,
     in_flight,
 )
-from custom_components.firmware_hub.kinds.miling.protocol.client import (
-    DOWNLOAD_PATH,
-    MAX_CHUNK_SIZE,
+from custom_components.firmware_hub.kinds.miling.protocol.chunks import (
     ChunkClient,
     chunk_ranges,
+)
+from custom_components.firmware_hub.kinds.miling.protocol.messages import (
+    DOWNLOAD_PATH,
+    MAX_CHUNK_SIZE,
 )
 
 from .report import record

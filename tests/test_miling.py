@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncGenerator
 import hashlib
+import json
 import logging
 import os
 from pathlib import Path
@@ -12,7 +12,7 @@ import socket
 from typing import Any
 
 from homeassistant.components.update import DOMAIN as UPDATE_DOMAIN, SERVICE_INSTALL
-from homeassistant.config_entries import SOURCE_USER
+from homeassistant.config_entries import SOURCE_USER, ConfigEntryState
 from homeassistant.const import ATTR_ENTITY_ID, STATE_OFF, STATE_ON
 from homeassistant.core import HomeAssistant
 from homeassistant.data_entry_flow import FlowResultType
@@ -34,11 +34,19 @@ from custom_components.firmware_hub.const import (
     EVENT_INSTALL_REQUESTED,
     EVENT_UPGRADE_FINISHED,
 )
-from custom_components.firmware_hub.kinds.miling import backend as miling_backend
-from custom_components.firmware_hub.kinds.miling.protocol.client import Backoff
+from custom_components.firmware_hub.core.retry import Backoff
+from custom_components.firmware_hub.kinds.miling import (
+    backend as miling_backend,
+    fetch as miling_fetch,
+)
 
 from .helpers import wait_until as _until
-from .simulators.miling import CorruptMd5, MilingServerSimulator
+from .simulators.miling import (
+    CorruptMd5,
+    MilingServerSimulator,
+    Registration,
+    UpgradeAnswer,
+)
 
 DEVICE_ID = "10001"
 DEVICE_TYPE = "TS"
@@ -46,6 +54,7 @@ UPDATE = "update.ts_10001_firmware"
 STATUS = "sensor.ts_10001_firmware_status"
 CLOUD = "binary_sensor.ts_10001_cloud_connection"
 PACKAGE = os.urandom(300 * 1024 + 77)
+TOTAL_CHUNKS = -(-len(PACKAGE) // 2048)
 
 
 @pytest.fixture(autouse=True)
@@ -55,21 +64,33 @@ def fast_miling(monkeypatch: pytest.MonkeyPatch) -> None:
         miling_backend,
         "DEFAULT_TIMING",
         miling_backend.MilingTiming(
-            attempts=10,
-            backoff=0.001,
-            max_backoff=0.01,
+            fetch=miling_fetch.FetchTiming(
+                attempts=10, retry=Backoff(initial=0.001, maximum=0.01)
+            ),
             request_timeout=3,
-            reconnect=Backoff(initial=0.01, minimum=0.02, maximum=0.1, stable_after=1),
+            reconnect=Backoff(first=0.01, initial=0.02, maximum=0.1),
+            stable_after=1,
         ),
     )
 
 
+async def _unload_all(hass: HomeAssistant) -> None:
+    """Stop every Miling client (unload the entries) before a server stops."""
+    for entry in hass.config_entries.async_entries(DOMAIN):
+        if entry.state is ConfigEntryState.LOADED:
+            assert await hass.config_entries.async_unload(entry.entry_id)
+    await hass.async_block_till_done()
+
+
 @pytest.fixture
-async def server(socket_enabled: None) -> AsyncGenerator[MilingServerSimulator]:
-    """A Miling upgrade server on loopback."""
+async def server(
+    hass: HomeAssistant, socket_enabled: None
+) -> AsyncGenerator[MilingServerSimulator]:
+    """A Miling upgrade server on loopback; its clients stop before it does."""
     sim = MilingServerSimulator()
     await sim.start()
     yield sim
+    await _unload_all(hass)
     await sim.stop()
 
 
@@ -237,6 +258,7 @@ async def test_reconfigure_and_options(
         await hass.async_block_till_done()
         assert await hass.config_entries.async_unload(entry.entry_id)
     finally:
+        await _unload_all(hass)
         await other.stop()
 
 
@@ -311,7 +333,7 @@ async def test_refused_requests(
     """Mismatched type, unsafe names and oversize packages are refused; nothing fetched."""
     entry = await _setup(hass, server)
     assert await _push(server, **push) == status
-    await asyncio.sleep(0.05)
+    await hass.async_block_till_done()
     assert server.http_requests == 0
     assert hass.states.get(UPDATE).state == STATE_OFF
     assert _package_files(hass, entry) == []
@@ -374,6 +396,24 @@ async def test_status_2_and_dropped_connections(
     assert sum(server.range_requests.values()) > server.requests_served
 
 
+@pytest.mark.parametrize(("load_condition", "expected"), [(0, 16), (4, 1)])
+async def test_load_condition_limits_requests_in_flight(
+    hass: HomeAssistant,
+    server: MilingServerSimulator,
+    load_condition: int,
+    expected: int,
+) -> None:
+    """An idle server gets 16 chunk requests at once, a loaded one a single one."""
+    await _setup(hass, server)
+    server.delay = 0.005
+    requested = async_capture_events(hass, EVENT_INSTALL_REQUESTED)
+    await _push(server, load_condition=load_condition)
+    await _until(hass, lambda: _ready(hass) and server.requests_served == TOTAL_CHUNKS)
+    await _install(hass)
+    assert Path(requested[0].data["path"]).read_bytes() == PACKAGE
+    assert server.max_concurrent == expected
+
+
 async def test_missing_file_is_final(
     hass: HomeAssistant, server: MilingServerSimulator
 ) -> None:
@@ -390,23 +430,146 @@ async def test_missing_file_is_final(
     assert _package_files(hass, entry) == []
 
 
+async def _interrupt_download(
+    hass: HomeAssistant, server: MilingServerSimulator, entry: MockConfigEntry
+) -> dict[int, str]:
+    """Push, let a third of the chunks arrive, unload; return the saved MD5 ledger.
+
+    The partial file, its range state and its MD5 ledger stay on disk.
+    """
+    server.delay = 0.01
+    await _push(server)
+    await _until(hass, lambda: server.requests_served >= TOTAL_CHUNKS // 3)
+    assert await hass.config_entries.async_unload(entry.entry_id)
+    assert server.requests_served < TOTAL_CHUNKS
+    server.delay = 0
+    server.reset_stats()
+    names = _package_files(hass, entry)
+    assert [n for n in names if n.endswith(".part.md5.json")] == [_partial(entry)[1]]
+    ledger = json.loads(_root(hass, entry).joinpath(_partial(entry)[1]).read_text())
+    assert ledger["size"] == len(PACKAGE)
+    md5 = {int(start): value for start, value in ledger["md5"].items()}
+    assert len(md5) >= TOTAL_CHUNKS // 3
+    for start, value in md5.items():
+        assert hashlib.md5(PACKAGE[start : start + 2048]).hexdigest() == value
+    return md5
+
+
+def _root(hass: HomeAssistant, entry: MockConfigEntry) -> Path:
+    return Path(hass.config.path(DOMAIN, entry.entry_id))
+
+
+def _partial(entry: MockConfigEntry) -> tuple[str, str]:
+    """Return the names of the partial data file and of its MD5 ledger."""
+    key = miling_fetch.partial_key("updateImage", len(PACKAGE), "200300")
+    return f".chunks-{key}.part", f".chunks-{key}.part.md5.json"
+
+
+def _downloaded(hass: HomeAssistant, entry: MockConfigEntry) -> bool:
+    """Return whether the resumed download finished (the package is on disk)."""
+    names = _package_files(hass, entry)
+    return _ready(hass) and any(name.startswith("package-") for name in names)
+
+
+async def _install(hass: HomeAssistant) -> None:
+    await hass.services.async_call(
+        UPDATE_DOMAIN, SERVICE_INSTALL, {ATTR_ENTITY_ID: UPDATE}, blocking=True
+    )
+
+
 async def test_restart_mid_download_resumes(
     hass: HomeAssistant, server: MilingServerSimulator
 ) -> None:
-    """Home Assistant stopping mid-download keeps finished chunks; it resumes."""
+    """Home Assistant stopping mid-download keeps finished chunks; it resumes.
+
+    Before resuming, a sample of the finished chunks is fetched again and matches
+    the recorded MD5s; the rest is fetched once; the handed-off file is exact.
+    """
     entry = await _setup(hass, server)
-    server.delay = 0.01
-    await _push(server)
-    total = -(-len(PACKAGE) // 2048)
-    await _until(hass, lambda: server.requests_served >= total // 3)
-    assert await hass.config_entries.async_unload(entry.entry_id)
-    before = server.requests_served
-    assert before < total
-    server.delay = 0
+    requested = async_capture_events(hass, EVENT_INSTALL_REQUESTED)
+    done = await _interrupt_download(hass, server, entry)
     await hass.config_entries.async_setup(entry.entry_id)
-    await _until(hass, lambda: _ready(hass))
-    # Every chunk was served whole exactly once (give or take those in flight).
-    assert server.requests_served <= total + 16
+    await _until(hass, lambda: _downloaded(hass, entry))
+    await _install(hass)
+    assert Path(requested[0].data["path"]).read_bytes() == PACKAGE
+    resampled = [start for start, _end in server.range_requests if start in done]
+    assert 1 <= len(resampled) <= miling_fetch.RESUME_SAMPLE
+    # Every chunk not finished before was fetched once (in-flight ones included).
+    assert server.requests_served <= TOTAL_CHUNKS - len(done) + len(resampled)
+    assert not [n for n in _package_files(hass, entry) if n.startswith(".chunks-")]
+
+
+async def test_resume_after_the_source_changed_starts_again(
+    hass: HomeAssistant, server: MilingServerSimulator
+) -> None:
+    """The server's file changed while Home Assistant was down: no mixed package.
+
+    Reproduced on the old code: the old bytes of the first third followed by the
+    new bytes were handed off as verified.
+    """
+    entry = await _setup(hass, server)
+    requested = async_capture_events(hass, EVENT_INSTALL_REQUESTED)
+    await _interrupt_download(hass, server, entry)
+    changed = os.urandom(len(PACKAGE))
+    server.files["updateImage"] = changed  # same name, size and version
+    await hass.config_entries.async_setup(entry.entry_id)
+    await _until(hass, lambda: _downloaded(hass, entry))
+    await _install(hass)
+    event = requested[0].data
+    assert Path(event["path"]).read_bytes() == changed
+    assert event["md5"] == hashlib.md5(changed).hexdigest()
+    # Everything was fetched again from the first byte.
+    assert all((start, end) in server.range_requests for start, end in _ranges())
+    assert server.requests_served >= TOTAL_CHUNKS
+    assert not [n for n in _package_files(hass, entry) if n.startswith(".chunks-")]
+
+
+async def test_resume_refetches_chunks_damaged_on_disk(
+    hass: HomeAssistant, server: MilingServerSimulator
+) -> None:
+    """A finished chunk whose bytes on disk lost their MD5 is fetched again."""
+    entry = await _setup(hass, server)
+    requested = async_capture_events(hass, EVENT_INSTALL_REQUESTED)
+    done = await _interrupt_download(hass, server, entry)
+    damaged = min(done)
+    data_file = _root(hass, entry) / _partial(entry)[0]
+    with data_file.open("r+b") as handle:
+        handle.seek(damaged + 5)
+        handle.write(b"\xff\x00\xff")
+    await hass.config_entries.async_setup(entry.entry_id)
+    await _until(hass, lambda: _downloaded(hass, entry))
+    await _install(hass)
+    assert Path(requested[0].data["path"]).read_bytes() == PACKAGE
+    assert server.range_requests[damaged, damaged + 2047] == 1
+    assert server.requests_served < TOTAL_CHUNKS  # the intact chunks were kept
+
+
+async def test_compressed_chunks_fail_the_download(
+    hass: HomeAssistant, server: MilingServerSimulator
+) -> None:
+    """A server answering with gzip bombs: refused uncompressed, not retried."""
+    entry = await _setup(hass, server, **{CONF_AUTO_DOWNLOAD: False})
+    finished = async_capture_events(hass, EVENT_UPGRADE_FINISHED)
+    await _push(server)
+    await _until(hass, lambda: hass.states.get(UPDATE).state == STATE_ON)
+    server.gzip_padding = 61 * 1024 * 1024
+    with pytest.raises(HomeAssistantError) as err:
+        await _install(hass)
+    assert err.value.translation_key == "download_failed"
+    assert finished[0].data["error"] == "download_failed"
+    assert hass.states.get(STATUS).state == "failed"
+    assert set(server.accept_encodings) == {"identity"}
+    # One request per worker at most: a compressed answer is final.
+    assert server.http_requests <= miling_fetch.in_flight(0)
+    assert max(server.bodies_sent) < 64 * 1024
+    assert not [n for n in _package_files(hass, entry) if n.startswith("package-")]
+
+
+def _ranges() -> list[tuple[int, int]]:
+    return [
+        (start, min(start + 2048, len(PACKAGE)) - 1)
+        for start in range(0, len(PACKAGE), 2048)
+    ]
 
 
 async def test_reconnect_and_reregister(
@@ -419,6 +582,39 @@ async def test_reconnect_and_reregister(
     await _until(hass, lambda: len(server.registrations) > registrations, timeout=5)
     await _until(hass, lambda: hass.states.get(CLOUD).state == STATE_ON)
     assert server.registrations[-1].prog_version == "200200"
+
+
+async def test_refused_on_reconnect(
+    hass: HomeAssistant, server: MilingServerSimulator
+) -> None:
+    """The server refuses the device after a reconnect: cloud connection off."""
+    await _setup(hass, server)
+    registrations = len(server.registrations)
+    server.register_status = 5
+    await server.close_sockets()
+    await _until(hass, lambda: len(server.registrations) > registrations)
+    await _until(hass, lambda: hass.states.get(CLOUD).state == STATE_OFF)
+    assert server.registrations[-1] == Registration(DEVICE_ID, DEVICE_TYPE, "200200")
+    assert server.connected_devices == []
+
+
+async def test_upgrade_request_for_another_device(
+    hass: HomeAssistant, server: MilingServerSimulator
+) -> None:
+    """A 1012 naming another DeviceId is answered -1; nothing is fetched."""
+    entry = await _setup(hass, server)
+    server.files["updateImage"] = PACKAGE
+    await server.send_raw(
+        '{"ProtocolCode":1012,"Parameters":{"FileName":"updateImage",'
+        f'"FileSize":{len(PACKAGE)},"DeviceId":"99999","DeviceType":"TS",'
+        '"ProgVersion":"200300","LoadCondition":0}}'
+    )
+    await server.wait_for(lambda: len(server.upgrade_answers) == 1)
+    await hass.async_block_till_done()
+    assert server.upgrade_answers[-1] == UpgradeAnswer(DEVICE_ID, -1)
+    assert server.http_requests == 0
+    assert hass.states.get(UPDATE).state == STATE_OFF
+    assert _package_files(hass, entry) == []
 
 
 async def test_garbage_on_the_socket(

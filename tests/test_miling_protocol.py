@@ -9,6 +9,7 @@ import hashlib
 import json
 import logging
 import os
+import tracemalloc
 from typing import Any
 
 import aiohttp
@@ -16,37 +17,50 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 import pytest
 from websockets.exceptions import InvalidStatus, InvalidURI
 
-from custom_components.firmware_hub.kinds.miling.protocol import client as miling
-from custom_components.firmware_hub.kinds.miling.protocol.client import (
-    Backoff,
-    ChunkChecksumError,
+from custom_components.firmware_hub.core.retry import Backoff
+from custom_components.firmware_hub.kinds.miling.protocol import (
+    chunks as miling_chunks,
+    client as miling,
+)
+from custom_components.firmware_hub.kinds.miling.protocol.chunks import (
     ChunkClient,
+    chunk_ranges,
+    md5_matches,
+)
+from custom_components.firmware_hub.kinds.miling.protocol.client import (
+    MilingClient,
+    register_once,
+)
+from custom_components.firmware_hub.kinds.miling.protocol.errors import (
+    ChunkChecksumError,
+    ChunkEncodingError,
     ChunkHttpError,
     ChunkMissingError,
-    ChunkReply,
     ChunkReplyError,
-    ChunkRequest,
     ChunkServerError,
-    MilingClient,
     MilingConnectionError,
     MilingDecodeError,
+    MilingError,
     MilingFieldError,
     MilingNotConnectedError,
     MilingProtocolError,
     MilingRegistrationRefusedError,
     MilingTimeoutError,
-    Register,
-    RegisterReply,
     UnexpectedMessageError,
     UnknownProtocolCodeError,
+)
+from custom_components.firmware_hub.kinds.miling.protocol.messages import (
+    ChunkReply,
+    ChunkRequest,
+    Message,
+    Register,
+    RegisterReply,
     UpgradeReply,
     UpgradeRequest,
-    chunk_ranges,
+    UpgradeStatus,
     decode_message,
     encode_message,
     is_plain_file_name,
-    md5_matches,
-    register_once,
 )
 
 from .simulators.miling import (
@@ -92,7 +106,7 @@ SEED = {
         "FileChunk":"AAAA"}}""",
 }
 
-DECODED: dict[int, miling.Message] = {
+DECODED: dict[int, Message] = {
     1010: Register("10001", "TS", "200200"),
     1011: RegisterReply("10010", 0),
     1012: UpgradeRequest("updateImage", 4096, "10010", "TX", "1.0.0", 0),
@@ -104,7 +118,7 @@ DECODED: dict[int, miling.Message] = {
 }
 
 REGISTRATION = Registration("10001", "TS", "200200")
-FAST = Backoff(initial=0.01, minimum=0.02, factor=2.0, maximum=0.05, stable_after=0.5)
+FAST = Backoff(first=0.01, initial=0.02, factor=2.0, maximum=0.05)
 
 
 # ------------------------------------------------------------------- codecs
@@ -358,7 +372,7 @@ _text = st.text(max_size=30)
         ),
     )
 )
-def test_valid_messages_round_trip(message: miling.Message) -> None:
+def test_valid_messages_round_trip(message: Message) -> None:
     """Every valid message survives encode → decode."""
     assert decode_message(encode_message(message)) == message
 
@@ -427,7 +441,7 @@ def test_md5_readings() -> None:
 
 def test_backoff_and_uri() -> None:
     """Delays start small, grow and stay capped; IPv6 hosts are bracketed."""
-    delays = Backoff(initial=1, minimum=2, factor=2, maximum=10).delays()
+    delays = Backoff(first=1, initial=2, factor=2, maximum=10).delays()
     first = next(delays)
     assert 0 <= first < 1
     assert [next(delays) for _ in range(5)] == [2, 4, 8, 10, 10]
@@ -463,13 +477,6 @@ def test_retryable_flags() -> None:
     assert not MilingRegistrationRefusedError(1).retryable
 
 
-def test_without_reconnect_delays(monkeypatch: pytest.MonkeyPatch) -> None:
-    """On websockets < 17 the library's own (capped) backoff is used."""
-    assert "reconnect_delays" in MilingClient(host="h")._connect_options
-    monkeypatch.setattr(miling, "_CONNECT_SUPPORTS_DELAYS", False)
-    assert "reconnect_delays" not in MilingClient(host="h")._connect_options
-
-
 # --------------------------------------------------------------- over the network
 
 
@@ -500,7 +507,7 @@ class Device:
     """A minimal bridge: registers on connect, answers 1012 with `answer`."""
 
     def __init__(self, sim: MilingServerSimulator, **kwargs: Any) -> None:
-        self.messages: list[miling.Message] = []
+        self.messages: list[Message] = []
         self.invalid: list[tuple[str | bytes, MilingProtocolError]] = []
         self.registered: list[RegisterReply] = []
         self.register_errors: list[Exception] = []
@@ -514,6 +521,7 @@ class Device:
             on_invalid=lambda frame, err: self.invalid.append((frame, err)),
             on_disconnected=self._disconnected,
             backoff=kwargs.pop("backoff", FAST),
+            stable_after=kwargs.pop("stable_after", 0.5),
             **kwargs,
         )
         self._tasks: set[asyncio.Task[None]] = set()
@@ -521,10 +529,10 @@ class Device:
     async def _connected(self) -> None:
         try:
             self.registered.append(await self.client.register("10001", "TS", "200200"))
-        except miling.MilingError as err:
+        except MilingError as err:
             self.register_errors.append(err)
 
-    def _message(self, message: miling.Message) -> None:
+    def _message(self, message: Message) -> None:
         self.messages.append(message)
         if isinstance(message, UpgradeRequest):
             task = asyncio.get_running_loop().create_task(
@@ -681,9 +689,7 @@ async def test_server_closes_socket_reconnects_and_registers(
     A connection that lived long enough reconnects at once, a short-lived one
     after a (short, here) backoff delay.
     """
-    device = await device_factory(
-        backoff=Backoff(0.01, 0.02, 2.0, 0.05, stable_after=stable_after)
-    )
+    device = await device_factory(backoff=FAST, stable_after=stable_after)
     await until(lambda: len(device.registered) == 1)
     loop = asyncio.get_running_loop()
     for round_ in range(2, 5):
@@ -738,7 +744,7 @@ async def test_register_failures(
         return None
 
     device = await device_factory(on_connected=nothing, request_timeout=0.1)
-    await device.client.wait_connected()
+    await until(lambda: device.client.connected)
     with pytest.raises(MilingTimeoutError):
         await device.client.register("10001", "TS", "1")
     device.client._request_timeout = 5
@@ -762,7 +768,7 @@ async def test_register_reply_matching(
         return None
 
     device = await device_factory(on_connected=nothing)
-    await device.client.wait_connected()
+    await until(lambda: device.client.connected)
     first = await device.client.register("A", "TS", "1")
     assert first.device_id == "A"
     sim.register_reply_device_id = "B"
@@ -785,16 +791,16 @@ async def test_hook_failures_are_contained(
     async def broken_connected() -> None:
         raise RuntimeError("boom on connect")
 
-    calls: list[miling.Message] = []
+    calls: list[Message] = []
 
-    def broken_message(message: miling.Message) -> None:
+    def broken_message(message: Message) -> None:
         calls.append(message)
         raise RuntimeError("boom on message")
 
     device = await device_factory(
         on_connected=broken_connected, on_message=broken_message
     )
-    await device.client.wait_connected()
+    await until(lambda: device.client.connected)
     await sim.send_raw(SEED[1011])
     await sim.send_raw(SEED[1011])
     await until(lambda: len(calls) == 2)
@@ -808,10 +814,12 @@ async def test_hook_failures_are_contained(
 
 async def test_client_without_hooks(sim: MilingServerSimulator) -> None:
     """Hooks are optional; a connection cut without a close frame is reopened."""
-    client = MilingClient(host=sim.host, ws_port=sim.ws_port, backoff=FAST)
+    client = MilingClient(
+        host=sim.host, ws_port=sim.ws_port, backoff=FAST, stable_after=0.5
+    )
     client.start()
     try:
-        await client.wait_connected()
+        await until(lambda: client.connected)
         await client.register("10001", "TS", "1")
         await sim.send_raw("junk")
         await sim.send_raw(SEED[1012])
@@ -819,7 +827,7 @@ async def test_client_without_hooks(sim: MilingServerSimulator) -> None:
         sim.drop_sockets()
         await sim.wait_for(lambda: sim.ws_connections == 2)
         await until(lambda: client.connected)
-        await client.reply_upgrade("10001", miling.UpgradeStatus.TOO_LARGE)
+        await client.reply_upgrade("10001", UpgradeStatus.TOO_LARGE)
         await until(lambda: len(sim.upgrade_answers) == 1)
         assert sim.upgrade_answers[0].status == -2
         # A socket closed under the client's feet: the send fails, typed.
@@ -839,7 +847,7 @@ async def test_run_in_a_task_of_the_callers(sim: MilingServerSimulator) -> None:
     """run() may be owned by the caller; close() ends it."""
     client = MilingClient(host=sim.host, ws_port=sim.ws_port)
     task = asyncio.get_running_loop().create_task(client.run())
-    await client.wait_connected()
+    await until(lambda: client.connected)
     with pytest.raises(RuntimeError):
         client.start()
     with pytest.raises(RuntimeError):
@@ -852,8 +860,10 @@ async def test_run_in_a_task_of_the_callers(sim: MilingServerSimulator) -> None:
 async def test_close_cancels_a_pending_hook(sim: MilingServerSimulator) -> None:
     """close() cancels an on_connected hook still running and waits for it."""
     cancelled = asyncio.Event()
+    started = asyncio.Event()
 
     async def forever() -> None:
+        started.set()
         try:
             await asyncio.sleep(3600)
         except asyncio.CancelledError:
@@ -862,8 +872,7 @@ async def test_close_cancels_a_pending_hook(sim: MilingServerSimulator) -> None:
 
     client = MilingClient(host=sim.host, ws_port=sim.ws_port, on_connected=forever)
     client.start()
-    await client.wait_connected()
-    await asyncio.sleep(0.01)
+    await started.wait()
     await client.close()
     assert cancelled.is_set()
     assert not client._hook_tasks
@@ -876,7 +885,7 @@ async def test_close_during_backoff(socket_enabled: None) -> None:
     port = probe.ws_port
     await probe.stop()
     client = MilingClient(
-        host="127.0.0.1", ws_port=port, backoff=Backoff(initial=5, minimum=5)
+        host="127.0.0.1", ws_port=port, backoff=Backoff(first=5, initial=5)
     )
     client.start()
     await asyncio.sleep(0.05)
@@ -1088,7 +1097,7 @@ async def test_raw_and_http_errors(
     sim.http_status = 200
     for chunked in (False, True):
         sim.chunked_reply = chunked
-        sim.raw_reply = b" " * (miling.MAX_REPLY_BYTES + 1)
+        sim.raw_reply = b" " * (miling_chunks.MAX_REPLY_BYTES + 1)
         with pytest.raises(ChunkReplyError, match="too large"):
             await chunks.fetch_chunk("pkg", 0, 9)
 
@@ -1114,3 +1123,29 @@ async def test_many_file_names(sim: MilingServerSimulator, chunks: ChunkClient) 
         sim.files[f"f{index}"] = bytes([index]) * 4
         assert await chunks.fetch_chunk(f"f{index}", 1, 2) == bytes([index]) * 2
     assert len(chunks._prefixes) <= 17
+
+
+async def test_compressed_reply_is_refused_not_inflated(
+    sim: MilingServerSimulator, chunks: ChunkClient
+) -> None:
+    """A 61 KB gzip body that inflates to 61 MiB is refused as it arrives.
+
+    Chunks are asked for uncompressed; the bomb is never inflated in memory and
+    is not asked for again (a server that compresses once compresses again).
+    """
+    sim.files["pkg"] = PACKAGE
+    sim.gzip_padding = 61 * 1024 * 1024
+    sim._gzip_bomb(sim.gzip_padding, b"")  # build the bomb before measuring
+    tracemalloc.start()
+    try:
+        with pytest.raises(ChunkEncodingError) as err:
+            await chunks.fetch_chunk("pkg", 0, 2047)
+        _current, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert not err.value.retryable
+    assert sim.bodies_sent[-1] < 64 * 1024  # what the server sent: a small body
+    assert peak < 4 * 1024 * 1024  # what we held: far from 61 MiB
+    assert sim.accept_encodings == ["identity"]  # what the server was told
+    sim.gzip_padding = None
+    assert await chunks.fetch_chunk("pkg", 0, 2047) == PACKAGE[:2048]

@@ -43,6 +43,7 @@ import logging
 import random
 import signal
 from typing import TYPE_CHECKING, Any, Final
+import zlib
 
 from aiohttp import WSMsgType, web
 
@@ -133,12 +134,17 @@ class MilingServerSimulator:
     - ``reply_override``: fields merged into every 1015 ``Parameters`` (type
       mismatches, wrong echoes); ``raw_reply``: bytes sent instead of the 1015;
       ``http_status``: HTTP status of every download answer; ``chunked_reply``:
-      answers without Content-Length (chunked transfer encoding).
+      answers without Content-Length (chunked transfer encoding);
+      ``gzip_padding``: every 1015 is padded with that many spaces (still valid
+      JSON) and sent gzip-compressed (``Content-Encoding: gzip``) whatever the
+      request accepts: a decompression bomb (61 MiB of padding is a ~61 KB body).
 
     Observations: ``registrations``, ``upgrade_answers``, ``requests_served``
     (Status 0 answers sent whole), ``http_requests``, ``range_requests`` (a
     ``Counter`` of (Start, End)), ``ws_connections``, ``ws_frames`` (every frame
-    received).
+    received), ``accept_encodings`` (the Accept-Encoding of every download
+    request), ``bodies_sent`` (the length on the wire of every 1015 body),
+    ``max_concurrent`` (the most download requests handled at once).
     """
 
     def __init__(
@@ -173,6 +179,7 @@ class MilingServerSimulator:
         self.raw_reply: bytes | None = None
         self.http_status = 200
         self.chunked_reply = False
+        self.gzip_padding: int | None = None
 
         self.files: dict[str, bytes] = {}
         self.registrations: list[Registration] = []
@@ -182,8 +189,13 @@ class MilingServerSimulator:
         self.range_requests: Counter[tuple[int, int]] = Counter()
         self.ws_connections = 0
         self.ws_frames: list[str | bytes] = []
+        self.accept_encodings: list[str | None] = []
+        self.bodies_sent: list[int] = []
+        self.max_concurrent = 0
+        self._active = 0
 
         self._corrupted: set[tuple[str, int, int]] = set()
+        self._bomb: tuple[int, bytes, Any] | None = None
         self._sockets: dict[web.WebSocketResponse, str | None] = {}
         self._requests: dict[web.WebSocketResponse, web.Request] = {}
         self._changed = asyncio.Condition()
@@ -241,7 +253,16 @@ class MilingServerSimulator:
         return runner, site.port
 
     async def stop(self) -> None:
-        """Close every socket and stop listening."""
+        """Stop listening, then close every socket.
+
+        The listeners close first: a device told "going away" (1001) reconnects at
+        once, and an accept racing the listener's close trips asyncio's
+        ``Server._attach`` assertion. Tests still stop their clients before this.
+        """
+        for listening in (self._ws_runner, self._http_runner):
+            if listening is not None:
+                for site in list(listening.sites):
+                    await site.stop()
         await self.close_sockets(code=1001)
         handlers = list(self._handlers)
         for task in handlers:  # slow (delayed) answers in flight
@@ -411,9 +432,34 @@ class MilingServerSimulator:
             if self.raw_reply is not None
             else _dumps(1015, params).encode()
         )
+        headers = {}
+        if self.gzip_padding is not None:
+            body = self._gzip_bomb(self.gzip_padding, body)
+            headers["Content-Encoding"] = "gzip"
+        self.bodies_sent.append(len(body))
         return web.Response(
-            body=body, status=self.http_status, content_type="application/json"
+            body=body,
+            status=self.http_status,
+            content_type="application/json",
+            headers=headers,
         )
+
+    def _gzip_bomb(self, padding: int, body: bytes) -> bytes:
+        """Return ``padding`` spaces then ``body``, gzip-compressed.
+
+        The padding is compressed once; each answer continues a copy of that
+        compressor, so a 61 MiB bomb costs milliseconds per request.
+        """
+        if self._bomb is None or self._bomb[0] != padding:
+            compressor = zlib.compressobj(9, zlib.DEFLATED, 31)
+            head = b"".join(
+                compressor.compress(b" " * min(1 << 20, padding - offset))
+                for offset in range(0, padding, 1 << 20)
+            )
+            self._bomb = (padding, head, compressor)
+        _size, head, compressor = self._bomb
+        tail = compressor.copy()
+        return head + tail.compress(body) + tail.flush()
 
     async def _send_chunked(
         self, request: web.Request, answer: web.Response
@@ -434,16 +480,20 @@ class MilingServerSimulator:
         task = asyncio.current_task()
         assert task is not None
         self._handlers.add(task)
+        self._active += 1
+        self.max_concurrent = max(self.max_concurrent, self._active)
         try:
             answer = await self._download(request)
             if self.chunked_reply and isinstance(answer, web.Response):
                 return await self._send_chunked(request, answer)
             return answer
         finally:
+            self._active -= 1
             self._handlers.discard(task)
 
     async def _download(self, request: web.Request) -> web.StreamResponse:
         self.http_requests += 1
+        self.accept_encodings.append(request.headers.get("Accept-Encoding"))
         if self.delay:
             await asyncio.sleep(self.delay)
         try:

@@ -14,9 +14,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
-import hashlib
 import logging
-import random
 from typing import Any, Final
 
 import aiohttp
@@ -24,34 +22,32 @@ import aiohttp
 from ...core.backend import BackendError, DeviceConnectionError, DeviceResponseError
 from ...core.bridge import BridgeBackend, BridgeOffer, BridgeSettings, HandOff
 from ...core.models import DeviceIdentity, FirmwareState
-from ...core.packages import IntegrityError, Package, PackageError, PartialFile
+from ...core.packages import Package
+from ...core.retry import Backoff
+from .fetch import ChunkDownloader, FetchTiming
+from .protocol.chunks import ChunkClient
 from .protocol.client import (
-    Backoff,
-    ChunkChecksumError,
-    ChunkClient,
-    ChunkError,
-    ChunkHttpError,
-    ChunkMissingError,
-    Message,
+    RECONNECT_BACKOFF,
+    STABLE_AFTER,
     MilingClient,
+    register_once,
+)
+from .protocol.errors import (
     MilingConnectionError,
     MilingError,
     MilingProtocolError,
     MilingRegistrationRefusedError,
+)
+from .protocol.messages import (
+    Message,
     UpgradeRequest,
     UpgradeStatus,
-    chunk_ranges,
     is_plain_file_name,
-    register_once,
 )
 
 _LOGGER = logging.getLogger(__name__)
 
 MANUFACTURER: Final = "Miling"
-#: Requests in flight when the server is idle (LoadCondition 0); halved per level.
-MAX_IN_FLIGHT: Final = 16
-#: Chunks between two checkpoints of the partial download (≈ 1 MiB).
-CHECKPOINT_EVERY: Final = 512
 
 
 class RegistrationRefusedError(BackendError):
@@ -62,22 +58,17 @@ class RegistrationRefusedError(BackendError):
 
 @dataclass(frozen=True, slots=True)
 class MilingTiming:
-    """Retry behaviour of chunk downloads (tests shorten it)."""
+    """Retry and reconnect behaviour (tests shorten it)."""
 
-    attempts: int = 10  # per chunk, for retryable errors (Status 2 is routine)
-    backoff: float = 0.5
-    max_backoff: float = 10.0
+    fetch: FetchTiming = field(default_factory=FetchTiming)
     request_timeout: float = 10.0
     #: Reconnect delays of the WebSocket (capped, with jitter).
-    reconnect: Backoff = field(default_factory=Backoff)
+    reconnect: Backoff = RECONNECT_BACKOFF
+    #: A connection shorter than this (seconds) counts as a failed attempt.
+    stable_after: float = STABLE_AFTER
 
 
 DEFAULT_TIMING = MilingTiming()
-
-
-def in_flight(load_condition: int) -> int:
-    """Return how many chunk requests to keep in flight for a server load level."""
-    return max(1, MAX_IN_FLIGHT >> max(0, min(load_condition, 4)))
 
 
 class MilingBackend(BridgeBackend):
@@ -108,12 +99,16 @@ class MilingBackend(BridgeBackend):
         self._device_type = device_type
         self.max_package_bytes = max_package_bytes
         self._timing = timing or DEFAULT_TIMING
-        self._chunks = ChunkClient(
-            session,
-            host=host,
-            http_port=http_port,
-            device_id=device_id,
-            timeout=self._timing.request_timeout,
+        self._downloader = ChunkDownloader(
+            ChunkClient(
+                session,
+                host=host,
+                http_port=http_port,
+                device_id=device_id,
+                timeout=self._timing.request_timeout,
+            ),
+            self.store,
+            self._timing.fetch,
         )
         self._client = MilingClient(
             host=host,
@@ -124,8 +119,11 @@ class MilingBackend(BridgeBackend):
             on_disconnected=self._on_disconnected,
             request_timeout=self._timing.request_timeout,
             backoff=self._timing.reconnect,
+            stable_after=self._timing.stable_after,
         )
         self._tasks: set[asyncio.Task[None]] = set()
+        #: The server's load at its last upgrade request (0 idle): requests in flight.
+        self._load_condition = 0
 
     # ------------------------------------------------------------ connection
 
@@ -243,14 +241,15 @@ class MilingBackend(BridgeBackend):
         await self._reply(status)
         if status != UpgradeStatus.ACCEPTED:
             return
+        self._load_condition = request.load_condition
         await self.async_offer(
             BridgeOffer(
                 version=request.prog_version,
                 size=request.file_size,
-                source={
-                    "file_name": request.file_name,
-                    "load_condition": request.load_condition,
-                },
+                # What identifies the package; LoadCondition is only a hint
+                # about the server's load, kept apart so that a re-push under
+                # another load is the same offer.
+                source={"file_name": request.file_name},
             ),
             replace=True,
         )
@@ -261,94 +260,13 @@ class MilingBackend(BridgeBackend):
         self, offer: BridgeOffer, progress: Callable[[int, int | None], None]
     ) -> Package:
         """Fetch every missing chunk, several in flight, and assemble the file."""
-        file_name = str(offer.source["file_name"])
-        size = int(offer.size or 0)
-        key = hashlib.sha256(
-            f"{file_name}\0{size}\0{offer.version}".encode()
-        ).hexdigest()
-        partial = await self.store.open_partial(key[:32], size)
-        todo = [r for r in chunk_ranges(size) if not partial.covered(r[0], r[1] + 1)]
-        progress(partial.bytes_done, size)
-        try:
-            await self._fetch_all(
-                file_name,
-                size,
-                todo,
-                partial,
-                progress,
-                in_flight(int(offer.source.get("load_condition", 0))),
-            )
-        except ChunkMissingError as err:
-            await partial.discard()
-            raise DeviceResponseError(f"the server no longer has {file_name}") from err
-        except ChunkChecksumError as err:
-            await partial.discard()
-            raise IntegrityError(
-                f"chunk {err.start}-{err.end} keeps failing its MD5"
-            ) from err
-        except BaseException:
-            await partial.close()  # keep finished chunks for a resume
-            raise
-        return await partial.complete()
-
-    async def _fetch_all(
-        self,
-        file_name: str,
-        size: int,
-        todo: list[tuple[int, int]],
-        partial: PartialFile,
-        progress: Callable[[int, int | None], None],
-        workers_wanted: int,
-    ) -> None:
-        queue = iter(todo)
-        written = 0
-
-        async def worker() -> None:
-            nonlocal written
-            for start, end in queue:
-                data = await self._fetch_chunk(file_name, size, start, end)
-                await partial.write(start, data)
-                written += 1
-                if written % CHECKPOINT_EVERY == 0:
-                    await partial.checkpoint()
-                progress(partial.bytes_done, size)
-
-        loop = asyncio.get_running_loop()
-        workers = [
-            loop.create_task(worker())
-            for _ in range(min(workers_wanted, max(1, len(todo))))
-        ]
-        try:
-            await asyncio.gather(*workers)
-        except BaseException:
-            for task in workers:
-                task.cancel()
-            await asyncio.gather(*workers, return_exceptions=True)
-            raise
-
-    async def _fetch_chunk(
-        self, file_name: str, size: int, start: int, end: int
-    ) -> bytes:
-        """Fetch one chunk, retrying what can be retried."""
-        timing = self._timing
-        for attempt in range(1, timing.attempts + 1):
-            try:
-                return await self._chunks.fetch_chunk(
-                    file_name, start, end, file_size=size
-                )
-            except ChunkMissingError:
-                raise
-            except ChunkHttpError as err:
-                if not err.retryable or attempt == timing.attempts:
-                    raise _as_package_error(err) from err
-            except (ChunkError, MilingConnectionError) as err:
-                if attempt == timing.attempts:
-                    if isinstance(err, ChunkChecksumError):
-                        raise
-                    raise _as_package_error(err) from err
-            delay = min(timing.max_backoff, timing.backoff * 2 ** (attempt - 1))
-            await asyncio.sleep(delay * (0.5 + random.random() / 2))  # noqa: S311
-        raise AssertionError("unreachable")  # pragma: no cover
+        return await self._downloader.download(
+            str(offer.source["file_name"]),
+            int(offer.size or 0),
+            offer.version,
+            load_condition=self._load_condition,
+            progress=progress,
+        )
 
     # ------------------------------------------------------------ result
 
@@ -380,7 +298,3 @@ class MilingBackend(BridgeBackend):
         for task in list(self._tasks):
             task.cancel()
         await super().async_close()
-
-
-def _as_package_error(err: Exception) -> PackageError:
-    return PackageError(f"chunk download failed: {err}")
