@@ -17,7 +17,7 @@ from homeassistant.const import ATTR_ENTITY_ID, STATE_OFF, STATE_ON
 from homeassistant.core import HomeAssistant
 from homeassistant.data_entry_flow import FlowResultType
 from homeassistant.exceptions import HomeAssistantError, ServiceValidationError
-from homeassistant.helpers import device_registry as dr
+from homeassistant.helpers import device_registry as dr, entity_registry as er
 from homeassistant.setup import async_setup_component
 import pytest
 from pytest_homeassistant_custom_component.common import (
@@ -30,6 +30,7 @@ from custom_components.firmware_hub.const import (
     CONF_CHECK_INTERVAL,
     CONF_HANDOFF_TIMEOUT,
     CONF_KIND,
+    CONF_MAX_CONCURRENT_INSTALLS,
     DOMAIN,
     EVENT_INSTALL_REQUESTED,
     EVENT_UPGRADE_FINISHED,
@@ -224,36 +225,60 @@ async def test_flow_server_down(hass: HomeAssistant, socket_enabled: None) -> No
 
 
 async def test_reconfigure_and_options(
-    hass: HomeAssistant, server: MilingServerSimulator
+    hass: HomeAssistant,
+    server: MilingServerSimulator,
+    device_registry: dr.DeviceRegistry,
+    entity_registry: er.EntityRegistry,
 ) -> None:
-    """Reconfigure moves to another server port; options hold the bridge settings."""
+    """Reconfigure moves to another server (the unique id follows); bridge options."""
     entry = await _setup(hass, server)
+    device = device_registry.async_get_device_by_identifier(
+        (DOMAIN, entry.unique_id), entry.entry_id
+    )
+    assert device is not None
+    update_entity = entity_registry.async_get(UPDATE)
+    assert update_entity is not None
     other = MilingServerSimulator()
     await other.start()
     try:
         result = await entry.start_reconfigure_flow(hass)
         result = await hass.config_entries.flow.async_configure(
-            result["flow_id"], _data(other)
+            result["flow_id"], {**_data(other), "host": "localhost"}
         )
         assert result["reason"] == "reconfigure_successful"
         assert entry.data["ws_port"] == other.ws_port
+        assert entry.data["host"] == "localhost"
+        assert entry.unique_id == f"localhost/{entry.data['device_id']}"
         await hass.async_block_till_done()
         await _until(hass, lambda: len(other.registrations) >= 2)
+        # The same device and entities, under the new unique id.
+        moved = device_registry.async_get(device.id)
+        assert moved is not None
+        assert moved.identifiers == {(DOMAIN, entry.unique_id)}
+        moved_entity = entity_registry.async_get(UPDATE)
+        assert moved_entity is not None
+        assert moved_entity.id == update_entity.id
+        assert moved_entity.unique_id.startswith(f"{entry.unique_id}_")
+        assert hass.states.get(UPDATE) is not None
 
         result = await hass.config_entries.options.async_init(entry.entry_id)
+        # The Miling server pushes its upgrade requests: no check interval.
+        assert CONF_CHECK_INTERVAL not in {
+            str(key) for key in result["data_schema"].schema
+        }
         result = await hass.config_entries.options.async_configure(
             result["flow_id"],
             {
-                CONF_CHECK_INTERVAL: 60,
                 CONF_AUTO_DOWNLOAD: False,
                 CONF_HANDOFF_TIMEOUT: 5,
+                CONF_MAX_CONCURRENT_INSTALLS: 3,
             },
         )
         assert result["type"] is FlowResultType.CREATE_ENTRY
         assert entry.options == {
-            CONF_CHECK_INTERVAL: 60,
             CONF_AUTO_DOWNLOAD: False,
             CONF_HANDOFF_TIMEOUT: 5,
+            CONF_MAX_CONCURRENT_INSTALLS: 3,
         }
         await hass.async_block_till_done()
         assert await hass.config_entries.async_unload(entry.entry_id)
@@ -688,7 +713,9 @@ async def test_handoff_survives_restart_then_times_out(
 
     backend = entry.runtime_data.coordinator.backend
     backend.handoff_timeout = 0.05
-    entry.runtime_data.coordinator._schedule_handoff_timeout()
+    handoffs = entry.runtime_data.coordinator.handoffs
+    assert handoffs is not None
+    handoffs.schedule_timeout()
     await _until(hass, lambda: bool(finished))
     assert finished[0].data["error"] == "handoff_timeout"
     assert hass.states.get(STATUS).state == "failed"

@@ -15,7 +15,8 @@ from homeassistant.config_entries import (
     OptionsFlowWithReload,
 )
 from homeassistant.const import CONF_HOST, CONF_PORT
-from homeassistant.core import callback
+from homeassistant.core import HomeAssistant, callback
+from homeassistant.helpers import device_registry as dr, entity_registry as er
 from homeassistant.helpers.selector import (
     SelectOptionDict,
     SelectSelector,
@@ -226,6 +227,7 @@ class FirmwareHubConfigFlow(ConfigFlow, domain=DOMAIN):
                     # unless another entry already has it.
                     if identity.unique_id != entry.unique_id:
                         self._abort_if_unique_id_configured()
+                        _move_device(self.hass, entry, identity.unique_id)
                     return self.async_update_reload_and_abort(
                         entry, unique_id=identity.unique_id, data_updates=changes
                     )
@@ -274,6 +276,27 @@ class FirmwareHubConfigFlow(ConfigFlow, domain=DOMAIN):
         finally:
             await backend.async_close()
         return None
+
+
+def _move_device(
+    hass: HomeAssistant, entry: FirmwareHubConfigEntry, unique_id: str
+) -> None:
+    """Move the device and its entities to a new unique id (reconfigure).
+
+    The device keeps its registry entry, area, name and automations: its
+    identifier and its entities' unique ids follow the entry's new unique id.
+    """
+    old = entry.unique_id or ""
+    devices = dr.async_get(hass)
+    if device := devices.async_get_device_by_identifier((DOMAIN, old), entry.entry_id):
+        devices.async_update_device(device.id, new_identifiers={(DOMAIN, unique_id)})
+    entities = er.async_get(hass)
+    for entity in er.async_entries_for_config_entry(entities, entry.entry_id):
+        if entity.unique_id.startswith(f"{old}_"):
+            entities.async_update_entity(
+                entity.entity_id,
+                new_unique_id=f"{unique_id}_{entity.unique_id[len(old) + 1 :]}",
+            )
 
 
 def _refuse_while_installing(
