@@ -288,15 +288,14 @@ def _move_device(
     """
     old = entry.unique_id or ""
     devices = dr.async_get(hass)
-    if device := devices.async_get_device_by_identifier((DOMAIN, old), entry.entry_id):
+    for device in dr.async_entries_for_config_entry(devices, entry.entry_id):
         devices.async_update_device(device.id, new_identifiers={(DOMAIN, unique_id)})
     entities = er.async_get(hass)
     for entity in er.async_entries_for_config_entry(entities, entry.entry_id):
-        if entity.unique_id.startswith(f"{old}_"):
-            entities.async_update_entity(
-                entity.entity_id,
-                new_unique_id=f"{unique_id}_{entity.unique_id[len(old) + 1 :]}",
-            )
+        entities.async_update_entity(
+            entity.entity_id,
+            new_unique_id=unique_id + entity.unique_id.removeprefix(old),
+        )
 
 
 def _refuse_while_installing(
