@@ -262,7 +262,7 @@ async def test_reconfigure_other_device(
 
 
 async def test_options(hass: HomeAssistant, camera: IsapiCameraSimulator) -> None:
-    """The check interval is an option; saving it reloads the entry."""
+    """The check interval and the install limit are options; saving reloads."""
     entry = hikvision_entry(camera)
     await setup_entry(hass, entry)
     result = await hass.config_entries.options.async_init(entry.entry_id)
@@ -271,7 +271,8 @@ async def test_options(hass: HomeAssistant, camera: IsapiCameraSimulator) -> Non
         result["flow_id"], {CONF_CHECK_INTERVAL: 60}
     )
     assert result["type"] is FlowResultType.CREATE_ENTRY
-    assert entry.options == {CONF_CHECK_INTERVAL: 60}
+    # The install limit keeps its default when the form leaves it alone.
+    assert entry.options == {CONF_CHECK_INTERVAL: 60, "max_concurrent_installs": 2}
     await hass.async_block_till_done()
     coordinator = entry.runtime_data.coordinator
     assert coordinator.check_interval.total_seconds() == 3600

@@ -311,6 +311,9 @@ async def test_push_download_install_report(
     # Home Assistant resets its own progress flag when install returns; ours stays.
     state = hass.states.get(UPDATE)
     assert state.attributes["in_progress"] is True
+    # The dialog says why it waits, and until when.
+    assert state.attributes["release_summary"].startswith("Handed to the device at ")
+    assert " until " in state.attributes["release_summary"]
     assert hass.states.get(STATUS).state == "waiting_for_device"
     assert len(requested) == 1
     event = requested[0].data

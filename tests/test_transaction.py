@@ -89,7 +89,7 @@ async def test_options_during_install_are_refused_and_kept(
         result["flow_id"], {CONF_CHECK_INTERVAL: 30}
     )
     assert result["type"] is FlowResultType.CREATE_ENTRY
-    assert entry.options == {CONF_CHECK_INTERVAL: 30}
+    assert entry.options[CONF_CHECK_INTERVAL] == 30
 
 
 @pytest.mark.parametrize("flow", ["reauth", "reconfigure"])
@@ -160,6 +160,8 @@ async def test_installed_version_follows_the_device(
     )
     assert device is not None
     assert device.sw_version == "V5.7.18 build 240826"
+    # No install runs: the progress is unknown, not 0 %.
+    assert hass.states.get("sensor.camera_1_firmware_progress").state == "unknown"
     camera.firmware_version = "V5.7.21"
     camera.firmware_build = "build 250301"
     await entry.runtime_data.coordinator.async_refresh()

@@ -44,6 +44,14 @@ class HandoffTracker:
         """Return how long (seconds) the device has to report after a hand-off."""
         return self._backend.handoff_timeout
 
+    @property
+    def pending(self) -> tuple[float, float] | None:
+        """Return when the pending hand-off happened and its deadline (Unix times)."""
+        handoff, deadline = self._backend.handoff, self._backend.handoff_deadline
+        if handoff is None or deadline is None:
+            return None
+        return handoff.since, deadline
+
     @callback
     def handed_off(self) -> bool:
         """After an install returned: announce a hand-off, if there is one."""

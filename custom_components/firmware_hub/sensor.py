@@ -50,7 +50,8 @@ SENSORS: tuple[FirmwareSensorEntityDescription, ...] = (
         key="firmware_progress",
         translation_key="firmware_progress",
         native_unit_of_measurement=PERCENTAGE,
-        value_fn=lambda state: state.progress if state.in_progress else 0,
+        # Unknown whenever no install runs; a number while one does.
+        value_fn=lambda state: state.progress if state.in_progress else None,
     ),
     FirmwareSensorEntityDescription(
         key="last_check",

@@ -12,8 +12,10 @@ from homeassistant.components.update import (
 )
 from homeassistant.core import HomeAssistant, ServiceResponse
 from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
+from homeassistant.util import dt as dt_util
 
 from .coordinator import FirmwareCoordinator, FirmwareHubConfigEntry
+from .core.models import Phase
 from .entity import FirmwareHubEntity
 
 # No platform semaphore: it would queue a second install behind the first (an
@@ -35,6 +37,10 @@ async def async_setup_entry(
 ) -> None:
     """Set up the firmware update entity."""
     async_add_entities([FirmwareUpdateEntity(entry.runtime_data.coordinator, FIRMWARE)])
+
+
+def _local_time(timestamp: float) -> str:
+    return dt_util.as_local(dt_util.utc_from_timestamp(timestamp)).strftime("%H:%M")
 
 
 class FirmwareUpdateEntity(FirmwareHubEntity, UpdateEntity):
@@ -71,8 +77,34 @@ class FirmwareUpdateEntity(FirmwareHubEntity, UpdateEntity):
 
     @property
     def latest_version(self) -> str | None:
-        """Return the newest firmware offered (the installed one when none is)."""
-        return self.coordinator.data.latest_version
+        """Return the newest firmware offered (the installed one when none is).
+
+        While a firmware file is installed, its name: the dialog then says which
+        file goes in, instead of showing the installed version twice.
+        """
+        data = self.coordinator.data
+        if data.in_progress and data.install and data.install.file_name:
+            return data.install.file_name
+        return data.latest_version
+
+    @property
+    def release_summary(self) -> str | None:
+        """Say what an install waits for (a bridge's device, a firmware file)."""
+        data = self.coordinator.data
+        handoffs = self.coordinator.handoffs
+        if (
+            data.phase is Phase.WAITING_FOR_DEVICE
+            and handoffs is not None
+            and (pending := handoffs.pending) is not None
+        ):
+            since, deadline = (_local_time(moment) for moment in pending)
+            return (
+                f"Handed to the device at {since}; waiting for its result "
+                f"(firmware_hub.report_install_result) until {deadline}."
+            )
+        if data.in_progress and data.install and data.install.file_name:
+            return f"Installing the firmware file {data.install.file_name}."
+        return None
 
     @property
     def release_url(self) -> str | None:
