@@ -30,15 +30,6 @@ _FORM_BY_CLASS: Final[tuple[tuple[type[BackendError], str], ...]] = (
     (DeviceResponseError, "unsupported_device"),
 )
 
-#: Install failures that leave the device needing the user's eyes → repair issue.
-#: A failed download or a refused flash leaves the old firmware running: the
-#: failure event and the error are enough.
-REPAIR_ISSUES: Final[dict[str, str]] = {
-    "verification_failed": "install_verification_failed",
-    "reboot_timeout": "install_reboot_timeout",
-    "serial_mismatch": "install_serial_mismatch",
-}
-
 
 def form_error(err: BackendError) -> str:
     """Return the config flow's error key for a failed validation."""

@@ -14,7 +14,6 @@ from homeassistant.helpers import device_registry as dr, issue_registry as ir
 from .const import DOMAIN, EVENT_INSTALL_REQUESTED, EVENT_UPGRADE_FINISHED
 from .core.backend import InstallError
 from .core.bridge import HandOff
-from .errors import REPAIR_ISSUES
 
 if TYPE_CHECKING:
     from .coordinator import FirmwareCoordinator
@@ -81,23 +80,32 @@ def install_failed(
 ) -> None:
     """Tell automations; raise a repair when the device needs the user's eyes."""
     fire_finished(coordinator, version, success=False, error=err.key)
-    translation_key = REPAIR_ISSUES.get(err.key)
-    if translation_key is None:
-        return
-    placeholders: dict[str, Any] = {
-        "name": coordinator.config_entry.title,
-        "error": str(err),
+    hass, entry = coordinator.hass, coordinator.config_entry
+    common: dict[str, Any] = {
+        "is_fixable": False,
+        "is_persistent": True,
+        "severity": ir.IssueSeverity.ERROR,
+        "translation_placeholders": {"name": entry.title, "error": str(err)},
     }
-    ir.async_create_issue(
-        coordinator.hass,
-        DOMAIN,
-        repair_id(coordinator.config_entry.entry_id),
-        is_fixable=False,
-        is_persistent=True,
-        severity=ir.IssueSeverity.ERROR,
-        translation_key=translation_key,
-        translation_placeholders=placeholders,
-    )
+    issue_id = repair_id(entry.entry_id)
+    # A failed download or a refused flash leaves the old firmware running: the
+    # failure event and the error are enough. These need the user's eyes:
+    if err.key == "verification_failed":
+        ir.async_create_issue(
+            hass,
+            DOMAIN,
+            issue_id,
+            translation_key="install_verification_failed",
+            **common,
+        )
+    elif err.key == "reboot_timeout":
+        ir.async_create_issue(
+            hass, DOMAIN, issue_id, translation_key="install_reboot_timeout", **common
+        )
+    elif err.key == "serial_mismatch":
+        ir.async_create_issue(
+            hass, DOMAIN, issue_id, translation_key="install_serial_mismatch", **common
+        )
 
 
 @callback
