@@ -160,6 +160,8 @@ async def test_installed_version_follows_the_device(
     )
     assert device is not None
     assert device.sw_version == "V5.7.18 build 240826"
+    # The camera reports hardware "0x0": a placeholder, kept out of the registry.
+    assert device.hw_version is None
     # No install runs: the progress is unknown, not 0 %.
     assert hass.states.get("sensor.camera_1_firmware_progress").state == "unknown"
     camera.firmware_version = "V5.7.21"

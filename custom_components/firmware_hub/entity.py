@@ -14,6 +14,17 @@ from .const import DOMAIN
 from .coordinator import FirmwareCoordinator
 
 
+#: What devices report when they have no value (e.g. Hikvision's hardware "0x0").
+PLACEHOLDER_VALUES = frozenset({"", "0", "0x0", "n/a", "na", "none", "null", "unknown"})
+
+
+def real_value(value: str | None) -> str | None:
+    """Return `value`, or None for a placeholder that must not reach the registry."""
+    if value is None or value.strip().lower() in PLACEHOLDER_VALUES:
+        return None
+    return value
+
+
 class FirmwareHubEntity(CoordinatorEntity[FirmwareCoordinator]):
     """An entity of a Firmware Hub device."""
 
@@ -38,6 +49,6 @@ class FirmwareHubEntity(CoordinatorEntity[FirmwareCoordinator]):
             model=identity.model,
             name=coordinator.config_entry.title,
             serial_number=identity.serial_number,
-            hw_version=identity.hw_version,
+            hw_version=real_value(identity.hw_version),
             sw_version=coordinator.data.installed_version,
         )
