@@ -34,6 +34,7 @@ from homeassistant.helpers.selector import (
 import probatio as vol
 
 from .const import (
+    CONF_ALLOWED_DOWNLOAD_HOSTS,
     CONF_AUTO_DOWNLOAD,
     CONF_CA_FILE,
     CONF_CHECK_INTERVAL,
@@ -73,6 +74,7 @@ from .const import (
 from .coordinator import FirmwareHubConfigEntry, create_backend
 from .core.backend import DeviceAuthError, DeviceConnectionError, DeviceResponseError
 from .core.models import DeviceIdentity
+from .kinds.enos.protocol.downloads import parse_host_list
 from .kinds.miling.backend import RegistrationRefusedError
 from .kinds.onvif.discovery import async_discover
 from .kinds.onvif.protocol.client import DiscoveredCamera
@@ -433,6 +435,7 @@ class OptionsFlowHandler(OptionsFlowWithReload):
     ) -> ConfigFlowResult:
         """Show and store the options."""
         bridge = self.config_entry.data[CONF_KIND] in (Kind.ENOS, Kind.MILING)
+        errors: dict[str, str] = {}
         if user_input is not None:
             options: dict[str, Any] = {
                 CONF_CHECK_INTERVAL: int(user_input[CONF_CHECK_INTERVAL])
@@ -443,8 +446,11 @@ class OptionsFlowHandler(OptionsFlowWithReload):
             for key in (CONF_CA_FILE, CONF_HTTP_BROKER_URL):
                 if user_input.get(key):
                     options[key] = user_input[key]
-            return self.async_create_entry(data=options)
-        current = self.config_entry.options
+            if self.config_entry.data[CONF_KIND] == Kind.ENOS:
+                _enos_download_options(user_input, options, errors)
+            if not errors:
+                return self.async_create_entry(data=options)
+        current = {**self.config_entry.options, **(user_input or {})}
         fields: dict[Any, Any] = {
             vol.Required(
                 CONF_CHECK_INTERVAL,
@@ -469,7 +475,46 @@ class OptionsFlowHandler(OptionsFlowWithReload):
                 fields[
                     vol.Optional(key, description={"suggested_value": current.get(key)})
                 ] = str
-        return self.async_show_form(step_id="init", data_schema=vol.Schema(fields))
+            fields |= _enos_download_fields(current)
+        return self.async_show_form(
+            step_id="init", data_schema=vol.Schema(fields), errors=errors
+        )
+
+
+def _enos_download_options(
+    user_input: Mapping[str, Any], options: dict[str, Any], errors: dict[str, str]
+) -> None:
+    """Read the EnOS package limits (largest package, allowed download hosts)."""
+    options[CONF_MAX_PACKAGE_MB] = int(user_input[CONF_MAX_PACKAGE_MB])
+    try:
+        hosts = parse_host_list(user_input.get(CONF_ALLOWED_DOWNLOAD_HOSTS))
+    except ValueError:
+        errors[CONF_ALLOWED_DOWNLOAD_HOSTS] = "invalid_download_hosts"
+        return
+    if hosts:
+        options[CONF_ALLOWED_DOWNLOAD_HOSTS] = ", ".join(sorted(hosts))
+
+
+def _enos_download_fields(current: Mapping[str, Any]) -> dict[Any, Any]:
+    """Return the EnOS package-limit fields of the options form."""
+    return {
+        vol.Required(
+            CONF_MAX_PACKAGE_MB,
+            default=current.get(CONF_MAX_PACKAGE_MB, DEFAULT_MAX_PACKAGE_MB),
+        ): NumberSelector(
+            NumberSelectorConfig(
+                min=1,
+                max=4096,
+                step=1,
+                mode=NumberSelectorMode.BOX,
+                unit_of_measurement="MiB",
+            )
+        ),
+        vol.Optional(
+            CONF_ALLOWED_DOWNLOAD_HOSTS,
+            description={"suggested_value": current.get(CONF_ALLOWED_DOWNLOAD_HOSTS)},
+        ): str,
+    }
 
 
 def _minutes(low: int, high: int) -> NumberSelector:

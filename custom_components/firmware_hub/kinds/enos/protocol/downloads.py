@@ -110,7 +110,8 @@ def _is_local(address: IPAddress) -> bool:
 def _own_addresses() -> set[IPAddress]:
     """Return the addresses this host's name resolves to (executor)."""
     found: set[IPAddress] = set()
-    with contextlib.suppress(OSError):
+    # Best effort (a resolver may refuse the host's own name): HA passes its own.
+    with contextlib.suppress(Exception):
         for *_, sockaddr in socket.getaddrinfo(socket.gethostname(), None):
             if (address := _address(str(sockaddr[0]))) is not None:
                 found.add(address)
