@@ -31,7 +31,9 @@ from custom_components.firmware_hub.kinds.enos.protocol.errors import (
 )
 from custom_components.firmware_hub.kinds.enos.protocol.messages import (
     CODE_INVALID_REQUEST,
+    METHOD_INFORM,
     METHOD_PROGRESS,
+    TOPIC_INFORM,
     TOPIC_PROGRESS,
     FirmwareOffer,
     parse_offer,
@@ -158,6 +160,18 @@ def offer_doc(version: str = "2.0.0", **changes: Any) -> dict[str, Any]:
     return doc
 
 
+def offer_wire(offer: FirmwareOffer) -> dict[str, Any]:
+    """Return an offer in wire form (extra fields kept); `parse_offer` reads it."""
+    return {
+        **offer.raw,
+        "version": offer.version,
+        "sign": offer.sign,
+        "signMethod": offer.sign_method,
+        "fileUrl": offer.file_url,
+        "fileSize": offer.file_size,
+    }
+
+
 # ---------------------------------------------------------------------- signing
 
 
@@ -224,8 +238,8 @@ def test_parse_offer() -> None:
         sign="abcdef" + "0" * 26,
         sign_method="md5",
     )
-    assert parse_offer(offer.as_dict()) == offer
-    assert offer.as_dict()["isDiff"] is False
+    assert parse_offer(offer_wire(offer)) == offer
+    assert offer_wire(offer)["isDiff"] is False
     numbers = offer_doc(fileSize=float(2**33), signMethod="sha256", sign="a" * 64)
     numbers["version"] = 3
     big = parse_offer(numbers)
@@ -452,7 +466,7 @@ async def test_inform_reaches_the_cloud(client: EnosClient, sim: EnosSimulator) 
     assert (inform.product_key, inform.device_key) == (PK, DK)
     assert inform.params == {"version": "1.0.0"}
     assert inform.raw["version"] == "1.0"
-    await client.inform("1.0.1", wait_reply=False)
+    client.send(TOPIC_INFORM, METHOD_INFORM, {"version": "1.0.1"})
     await sim.cloud.wait_for_inform("1.0.1", since=1)
 
 

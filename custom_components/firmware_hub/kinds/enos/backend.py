@@ -22,7 +22,7 @@ No Home Assistant imports.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Coroutine, Iterable
+from collections.abc import Callable, Coroutine, Iterable, Mapping
 from dataclasses import dataclass, field
 import logging
 import time
@@ -348,6 +348,16 @@ class EnosBackend(BridgeBackend):
             self._report(
                 STEP_BURN_FAILED, redact_text(message or DESC_DEVICE_FAILED)[:200]
             )
+
+    def diagnostics(self) -> Mapping[str, Any]:
+        """Return the MQTT connection's health (no secrets, no query strings)."""
+        error = self._client.last_error
+        return {
+            "mqtt_connected": self._client.connected,
+            "mqtt_reconnecting": self._client.reconnecting,
+            "mqtt_last_error": redact_text(str(error)) if error else None,
+            "max_package_bytes": self._packages.max_package_bytes,
+        }
 
     async def async_close(self) -> None:
         """Disconnect and stop background work."""

@@ -17,7 +17,6 @@ import logging
 from typing import Final
 
 import aiohttp
-from yarl import URL
 
 from ...core.bridge import BridgeOffer
 from ...core.packages import (
@@ -139,7 +138,6 @@ class PackageSource:
                 http_broker_url=self._http_broker_url,
                 credentials=self._credentials,
             )
-            await self.policy.check(URL(url))
             async with guarded_session(self._session, self.policy) as session:
                 return await store.download(
                     session,

@@ -12,7 +12,7 @@ import asyncio
 from collections.abc import Callable, Mapping
 import itertools
 import logging
-from typing import Any, Final
+from typing import Any
 
 from .connection import DEFAULT_TIMING, EnosTiming, MqttConnection
 from .errors import (
@@ -44,9 +44,6 @@ from .signing import EnosCredentials
 __all__ = ["DEFAULT_TIMING", "EnosClient", "EnosCredentials", "EnosTiming"]
 
 _LOGGER = logging.getLogger(__name__)
-
-DEFAULT_PORT_TLS: Final = 18883
-DEFAULT_PORT_TCP: Final = 11883
 
 type UpgradeHandler = Callable[[str | None, FirmwareOffer | EnosPayloadError], object]
 """Called with (message id, offer) for a push, or (id, error) for a malformed one.
@@ -166,13 +163,9 @@ class EnosClient(MqttConnection):
             raise EnosReplyError(method, reply.code, reply.message)
         return reply
 
-    async def inform(self, version: str, *, wait_reply: bool = True) -> None:
+    async def inform(self, version: str) -> None:
         """Report the installed firmware version (`ota.device.inform`)."""
-        params = {"version": version}
-        if wait_reply:
-            await self.request(TOPIC_INFORM, METHOD_INFORM, params)
-        else:
-            self.send(TOPIC_INFORM, METHOD_INFORM, params)
+        await self.request(TOPIC_INFORM, METHOD_INFORM, {"version": version})
 
     async def get_versions(self) -> list[FirmwareOffer]:
         """Ask the cloud which firmware it offers (`ota.device.getversion`)."""

@@ -61,17 +61,6 @@ class FirmwareOffer:
     sign_method: str
     raw: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
-    def as_dict(self) -> dict[str, Any]:
-        """Return the offer in wire form (extra fields kept); `parse_offer` reads it."""
-        return {
-            **self.raw,
-            "version": self.version,
-            "sign": self.sign,
-            "signMethod": self.sign_method,
-            "fileUrl": self.file_url,
-            "fileSize": self.file_size,
-        }
-
 
 @dataclass(frozen=True, slots=True)
 class EnosReply:
