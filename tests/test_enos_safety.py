@@ -46,7 +46,6 @@ from .simulators.enos import (
     firmware_offer,
 )
 from .test_enos import (
-    CLOUD,
     DK,
     PK,
     SECRET,
@@ -137,6 +136,18 @@ def _descs(sim: EnosSimulator) -> dict[int, str]:
     }
 
 
+async def _connected(
+    hass: HomeAssistant, sim: EnosSimulator, **options: Any
+) -> MockConfigEntry:
+    """Set the device up; return once the version check on connect is answered.
+
+    (A push racing that answer would start a second download of the offer.)
+    """
+    entry = await _setup(hass, sim, **options)
+    await wait_until(hass, lambda: _state(hass).data.last_check is not None)
+    return entry
+
+
 async def _failed(hass: HomeAssistant) -> None:
     await wait_until(hass, lambda: hass.states.get(STATUS).state == "failed")
 
@@ -148,7 +159,7 @@ async def test_unlisted_host_is_never_asked(
     hass: HomeAssistant, sim: EnosSimulator, internal: FirmwareFileServer
 ) -> None:
     """An absolute fileUrl on a host no setting names: no request, -2, fixed text."""
-    await _setup(hass, sim)
+    await _connected(hass, sim)
     offer = firmware_offer("2.0.0", internal.url("admin"), SECRET_PAGE, "md5")
     await sim.cloud.push_upgrade(PK, DK, offer)
     await sim.cloud.wait_for_progress(-2)
@@ -166,7 +177,7 @@ async def test_other_schemes_are_refused(
     hass: HomeAssistant, sim: EnosSimulator, file_url: str
 ) -> None:
     """Only http(s), relative paths and enos-connect:// are fetched."""
-    await _setup(hass, sim)
+    await _connected(hass, sim)
     await sim.cloud.push_upgrade(PK, DK, firmware_offer("2.0.0", file_url, V2))
     await sim.cloud.wait_for_progress(-2)
     await _failed(hass)
@@ -189,7 +200,7 @@ async def test_configured_name_resolving_to_loopback_is_refused(
     )
     entry.add_to_hass(hass)
     await hass.config_entries.async_setup(entry.entry_id)
-    await wait_until(hass, lambda: hass.states.get(CLOUD).state == STATE_ON)
+    await wait_until(hass, lambda: _state(hass).data.last_check is not None)
     sim.files.add("fw.bin", V2)
     await sim.cloud.push_upgrade(PK, DK, firmware_offer("2.0.0", "/files/fw.bin", V2))
     await sim.cloud.wait_for_progress(-2)
@@ -205,7 +216,7 @@ async def test_redirect_to_an_unlisted_host_is_not_followed(
     hass: HomeAssistant, sim: EnosSimulator, internal: FirmwareFileServer
 ) -> None:
     """A redirect hop is checked like the first URL: the LAN server is not asked."""
-    await _setup(hass, sim)
+    await _connected(hass, sim)
     url = sim.files.redirect("fw.bin", internal.url("admin"))
     await sim.cloud.push_upgrade(PK, DK, firmware_offer("2.0.0", url, SECRET_PAGE))
     await sim.cloud.wait_for_progress(-2)
@@ -219,7 +230,7 @@ async def test_redirects_are_followed_by_hand(
     hass: HomeAssistant, sim: EnosSimulator
 ) -> None:
     """Relative and absolute hops on an allowed host are followed and verified."""
-    await _setup(hass, sim)
+    await _connected(hass, sim)
     sim.files.add("fw.bin", V2)
     sim.files.redirect("hop2", sim.files.url("fw.bin"))
     url = sim.files.redirect("hop1", "/files/hop2")
@@ -234,7 +245,7 @@ async def test_redirects_are_followed_by_hand(
 
 async def test_too_many_redirects(hass: HomeAssistant, sim: EnosSimulator) -> None:
     """After five hops the sixth redirect is refused, not followed."""
-    await _setup(hass, sim)
+    await _connected(hass, sim)
     sim.files.add("fw.bin", V2)
     for hop in range(6):
         sim.files.redirect(f"r{hop}", f"/files/r{hop + 1}")
@@ -254,7 +265,7 @@ async def test_verification_failure_tells_the_cloud_nothing_fetched(
     hass: HomeAssistant, sim: EnosSimulator
 ) -> None:
     """Step -3 carries a fixed text: not the size or MD5 of what the URL returned."""
-    await _setup(hass, sim)
+    await _connected(hass, sim)
     sim.files.add("page", SECRET_PAGE)
     offer = firmware_offer("2.0.0", sim.files.url("page"), V2, "md5")
     offer["fileSize"] = len(SECRET_PAGE)  # the size fits; the checksum does not
@@ -271,7 +282,7 @@ async def test_oversized_offer_is_refused(
     hass: HomeAssistant, sim: EnosSimulator
 ) -> None:
     """Announced above the 64 MiB default: the push is refused, nothing fetched."""
-    await _setup(hass, sim)
+    await _connected(hass, sim)
     url = sim.files.add("huge.bin", V2)
     offer = firmware_offer("2.0.0", url, V2)
     offer["fileSize"] = 64 * 1024 * 1024 + 1
@@ -296,7 +307,7 @@ async def test_more_bytes_than_announced_are_not_kept(
     hass: HomeAssistant, sim: EnosSimulator
 ) -> None:
     """A server sending more than announced: aborted, -3, nothing on disk."""
-    entry = await _setup(hass, sim)
+    entry = await _connected(hass, sim)
     big = firmware_bytes("2.0.0", 3 * 1024 * 1024)
     url = sim.files.add("big.bin", big)
     offer = firmware_offer("2.0.0", url, V2)  # announces 200 KiB
@@ -318,7 +329,7 @@ async def test_session_id_never_leaves_the_protocol(
     logs: pytest.LogCaptureFixture,
 ) -> None:
     """HTTP broker downloads failing with 500: no session id in any output."""
-    entry = await _setup(
+    entry = await _connected(
         hass, sim, **{CONF_AUTO_DOWNLOAD: False, "http_broker_url": sim.files.base_url}
     )
     sim.files.add("pkg-2.bin", V2)
@@ -356,7 +367,7 @@ async def test_signed_url_is_used_but_never_shown(
     logs: pytest.LogCaptureFixture,
 ) -> None:
     """A pre-signed fileUrl: fetched with its query, which is stored and shown nowhere."""
-    entry = await _setup(hass, sim)
+    entry = await _connected(hass, sim)
     url = sim.files.add("fw.bin", V2) + "?" + SIGNATURE
     await sim.cloud.push_upgrade(PK, DK, firmware_offer("2.0.0", url, V2, "sha256"))
     await wait_until(hass, _offer_ready(hass, "2.0.0"))
@@ -379,7 +390,7 @@ async def test_signed_url_is_used_but_never_shown(
 
 async def test_options_download_limits(hass: HomeAssistant, sim: EnosSimulator) -> None:
     """The options hold the package cap and the allowed hosts, checked and normalized."""
-    entry = await _setup(hass, sim)
+    entry = await _connected(hass, sim)
     result = await hass.config_entries.options.async_init(entry.entry_id)
     assert CONF_MAX_PACKAGE_MB in result["data_schema"].schema
     result = await hass.config_entries.options.async_configure(

@@ -224,10 +224,9 @@ class MqttConnection(Listeners, ABC):
             await self._wait(self._connack, "CONNACK")
             await self._subscribe(client)
         except asyncio.CancelledError:
-            if connect_call.done():
-                driver.hard_close(client)
-            else:  # the executor still connects: close what it opens
-                connect_call.add_done_callback(lambda _: driver.hard_close(client))
+            # The executor may still connect: close what it opens, and take its
+            # error (a refused connect) so that it is not reported as unhandled.
+            connect_call.add_done_callback(partial(_abandon, driver, client))
             raise
         except EnosError:
             driver.hard_close(client)
@@ -400,3 +399,12 @@ class MqttConnection(Listeners, ABC):
         info = client.publish(topic, payload, qos=1)
         if info.rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
             raise EnosConnectionError(f"publish failed: {mqtt.error_string(info.rc)}")
+
+
+def _abandon(
+    driver: LoopDriver, client: mqtt.Client, connect_call: asyncio.Future[Any]
+) -> None:
+    """Retire the client of a cancelled attempt once its connect call ended."""
+    if not connect_call.cancelled():
+        connect_call.exception()
+    driver.hard_close(client)
