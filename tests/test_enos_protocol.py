@@ -15,24 +15,37 @@ import aiohttp
 import paho.mqtt.client as mqtt
 import pytest
 
-from custom_components.firmware_hub.kinds.enos.protocol import client as enos
+from custom_components.firmware_hub.core.retry import Backoff
+from custom_components.firmware_hub.kinds.enos.protocol import messages as enos
 from custom_components.firmware_hub.kinds.enos.protocol.client import (
-    CODE_INVALID_REQUEST,
-    EnosAuthError,
     EnosClient,
+    EnosTiming,
+)
+from custom_components.firmware_hub.kinds.enos.protocol.errors import (
+    EnosAuthError,
     EnosConnectionError,
-    EnosCredentials,
     EnosError,
     EnosPayloadError,
     EnosReplyError,
     EnosTimeoutError,
-    EnosTiming,
+)
+from custom_components.firmware_hub.kinds.enos.protocol.messages import (
+    CODE_INVALID_REQUEST,
+    METHOD_INFORM,
+    METHOD_PROGRESS,
+    TOPIC_INFORM,
+    TOPIC_PROGRESS,
     FirmwareOffer,
-    compute_sign,
     parse_offer,
     parse_offer_list,
     parse_reply,
     parse_upgrade_push,
+    progress_params,
+)
+from custom_components.firmware_hub.kinds.enos.protocol.signing import (
+    SIGN_METHODS,
+    EnosCredentials,
+    compute_sign,
     sign_login,
 )
 
@@ -147,6 +160,18 @@ def offer_doc(version: str = "2.0.0", **changes: Any) -> dict[str, Any]:
     return doc
 
 
+def offer_wire(offer: FirmwareOffer) -> dict[str, Any]:
+    """Return an offer in wire form (extra fields kept); `parse_offer` reads it."""
+    return {
+        **offer.raw,
+        "version": offer.version,
+        "sign": offer.sign,
+        "signMethod": offer.sign_method,
+        "fileUrl": offer.file_url,
+        "fileSize": offer.file_size,
+    }
+
+
 # ---------------------------------------------------------------------- signing
 
 
@@ -188,17 +213,14 @@ def test_credentials_are_checked() -> None:
 
 
 def test_backoff_grows_with_jitter_and_cap() -> None:
-    """Delays double from the minimum, stay under the cap, and vary."""
-    device = EnosClient(
-        "127.0.0.1",
-        1,
-        EnosCredentials(PK, DK, SECRET),
-        timing=EnosTiming(reconnect_min=1, reconnect_max=60, reconnect_jitter=0.5),
-    )
-    for attempt, base in ((0, 1), (1, 2), (3, 8), (10, 60), (500, 60)):
-        delay = device.backoff_delay(attempt)
+    """Reconnect delays double from the minimum, stay under the cap, and vary."""
+    timing = EnosTiming(reconnect_min=1, reconnect_max=60, reconnect_jitter=0.5)
+    backoff = timing.reconnect_backoff
+    assert backoff == Backoff(initial=1, maximum=60, jitter=0.5)
+    for attempt, base in ((1, 1), (2, 2), (4, 8), (11, 60), (501, 60)):
+        delay = backoff.delay(attempt)
         assert base / 2 <= delay <= base
-    assert len({device.backoff_delay(4) for _ in range(20)}) > 1
+    assert len({backoff.delay(5) for _ in range(20)}) > 1
 
 
 # ---------------------------------------------------------------------- parsing
@@ -216,8 +238,8 @@ def test_parse_offer() -> None:
         sign="abcdef" + "0" * 26,
         sign_method="md5",
     )
-    assert parse_offer(offer.as_dict()) == offer
-    assert offer.as_dict()["isDiff"] is False
+    assert parse_offer(offer_wire(offer)) == offer
+    assert offer_wire(offer)["isDiff"] is False
     numbers = offer_doc(fileSize=float(2**33), signMethod="sha256", sign="a" * 64)
     numbers["version"] = 3
     big = parse_offer(numbers)
@@ -304,7 +326,7 @@ async def test_connect_with_each_sign_method(
     assert connected == [True]
     (login,) = sim.logins
     assert login.accepted
-    assert login.sign_method == enos.SIGN_METHODS[method]
+    assert login.sign_method == SIGN_METHODS[method]
     assert login.username == f"{DK}&{PK}"
     assert device.subscriptions() == [
         f"/sys/{PK}/{DK}/ota/device/inform_reply",
@@ -444,7 +466,7 @@ async def test_inform_reaches_the_cloud(client: EnosClient, sim: EnosSimulator) 
     assert (inform.product_key, inform.device_key) == (PK, DK)
     assert inform.params == {"version": "1.0.0"}
     assert inform.raw["version"] == "1.0"
-    await client.inform("1.0.1", wait_reply=False)
+    client.send(TOPIC_INFORM, METHOD_INFORM, {"version": "1.0.1"})
     await sim.cloud.wait_for_inform("1.0.1", since=1)
 
 
@@ -484,9 +506,13 @@ async def test_error_reply_and_timeout(client: EnosClient, sim: EnosSimulator) -
 
 async def test_progress(client: EnosClient, sim: EnosSimulator) -> None:
     """Progress steps go out as strings with their description."""
-    await client.report_progress(0, "start")
-    await client.report_progress(enos.STEP_VERIFY_FAILED, "md5 mismatch")
-    await client.report_progress(100, wait_reply=False)
+    await client.request(TOPIC_PROGRESS, METHOD_PROGRESS, progress_params(0, "start"))
+    await client.request(
+        TOPIC_PROGRESS,
+        METHOD_PROGRESS,
+        progress_params(enos.STEP_VERIFY_FAILED, "md5 mismatch"),
+    )
+    client.send(TOPIC_PROGRESS, METHOD_PROGRESS, progress_params(100))
     await sim.cloud.wait_for_progress(100)
     assert [m.params for m in sim.cloud.progress] == [
         {"step": "0", "desc": "start"},
@@ -495,7 +521,7 @@ async def test_progress(client: EnosClient, sim: EnosSimulator) -> None:
     ]
     assert {m.method for m in sim.cloud.progress} == {"ota.device.progress"}
     with pytest.raises(ValueError, match="above 100"):
-        await client.report_progress(101)
+        progress_params(101)
 
 
 async def test_pushed_offer_is_handled_and_answered(
@@ -713,7 +739,8 @@ async def test_cancelled_while_the_executor_connects(
         return sock is not None and sock.fileno() == -1
 
     await until(socket_closed)  # the executor finished; its socket was closed
-    assert not device._misc_timers
+    assert device._driver is not None
+    assert not device._driver._misc_timers
     assert not device.connected
     await device.connect()
     assert is_up(device)

@@ -51,7 +51,7 @@ async def async_setup_entry(hass: HomeAssistant, entry: FirmwareHubConfigEntry) 
     followed to its end before anything else may talk to the device.
     """
     spec = KINDS[Kind(entry.data[CONF_KIND])]
-    backend = spec.create_backend(
+    backend = await spec.create_backend(
         BackendContext(hass, entry.data, entry.options, entry.entry_id)
     )
     journal = await InstallJournal.async_get(hass)

@@ -31,7 +31,7 @@ from .core.backend import BackendError
 from .core.models import DeviceIdentity
 from .errors import form_error
 from .forms import install_queue_field, install_queue_option
-from .kind_spec import BackendContext, DiscoveredDevice, KindSpec
+from .kind_spec import BackendContext, DiscoveredDevice, KindSpec, OptionsError
 from .registry import KINDS
 
 #: The discovery step's choice, and its value for "enter the address".
@@ -259,7 +259,7 @@ class FirmwareHubConfigFlow(ConfigFlow, domain=DOMAIN):
         """
         spec = KINDS[Kind(data[CONF_KIND])]
         try:
-            backend = spec.create_backend(
+            backend = await spec.create_backend(
                 BackendContext(self.hass, data, options or {}, None)
             )
         except ValueError:
@@ -324,12 +324,14 @@ class OptionsFlowHandler(OptionsFlowWithReload):
         spec = KINDS[Kind(entry.data[CONF_KIND])]
         errors: dict[str, str] = {}
         if user_input is not None and _refuse_while_installing(entry, errors):
-            return self.async_create_entry(
-                data={
-                    **spec.options_from_input(user_input),
-                    **install_queue_option(user_input),
-                }
-            )
+            try:
+                options = spec.options_from_input(user_input)
+            except OptionsError as err:
+                errors[err.field] = err.key
+            else:
+                return self.async_create_entry(
+                    data={**options, **install_queue_option(user_input)}
+                )
         schema = vol.Schema(
             {
                 **spec.options_fields(entry.options),

@@ -71,6 +71,7 @@ CONF_FIRMWARE_VERSION: Final = "firmware_version"
 CONF_FILE_BASE_URL: Final = "file_base_url"
 CONF_CA_FILE: Final = "ca_file"
 CONF_HTTP_BROKER_URL: Final = "http_broker_url"
+CONF_ALLOWED_DOWNLOAD_HOSTS: Final = "allowed_download_hosts"
 DEFAULT_ENOS_PORT: Final = 18883
 SIGN_METHODS: Final = ("sha256", "sha1", "md5")
 

@@ -13,7 +13,6 @@ from homeassistant.helpers.update_coordinator import CoordinatorEntity
 from .const import DOMAIN
 from .coordinator import FirmwareCoordinator
 
-
 #: What devices report when they have no value (e.g. Hikvision's hardware "0x0").
 PLACEHOLDER_VALUES = frozenset({"", "0", "0x0", "n/a", "na", "none", "null", "unknown"})
 

@@ -26,6 +26,16 @@ if TYPE_CHECKING:
     from .coordinator import FirmwareCoordinator
 
 
+class OptionsError(ValueError):
+    """An options form field the user must correct (`key`: the form error)."""
+
+    def __init__(self, field: str, key: str) -> None:
+        """Initialize with the field and its translated error's key."""
+        super().__init__(f"{field}: {key}")
+        self.field = field
+        self.key = key
+
+
 @dataclass(frozen=True, slots=True)
 class BackendContext:
     """What building a backend needs from Home Assistant."""
@@ -92,10 +102,11 @@ class KindSpec:
     #: Keys diagnostics redact (besides the common ones).
     redact: frozenset[str] = frozenset()
     #: Build the backend a config entry describes (ValueError: a bad host).
-    create_backend: Callable[[BackendContext], FirmwareBackend]
+    create_backend: Callable[[BackendContext], Awaitable[FirmwareBackend]]
     #: The options form's fields, given the current options.
     options_fields: Callable[[Mapping[str, Any]], dict[Any, Any]]
-    #: The options to store from the options form's input.
+    #: The options to store from the options form's input (`OptionsError`: a
+    #: field the user must correct).
     options_from_input: Callable[[Mapping[str, Any]], dict[str, Any]]
     #: Sensors the kind adds (ONVIF settings...).
     sensors: Callable[[FirmwareCoordinator], list[SensorEntity]] = lambda _c: []

@@ -914,6 +914,8 @@ class FileRequest:
     name: str
     range: str | None
     status: int
+    #: The query string the client sent (a pre-signed URL's signature).
+    query: str = ""
 
 
 class FirmwareFileServer:
@@ -926,6 +928,8 @@ class FirmwareFileServer:
         self.files: dict[str, bytes | Path] = {}
         self.faults: dict[str, FileFaults] = {}
         self.requests: list[FileRequest] = []
+        #: Names answered with ``302 Location: <target>`` instead of a file.
+        self.redirects: dict[str, str] = {}
         #: Devices the HTTP broker authenticates (the simulator shares its own).
         self.devices: dict[tuple[str, str], EnosDevice] = {}
         #: HTTP broker sessions: id → (product key, device key).
@@ -1030,8 +1034,21 @@ class FirmwareFileServer:
             raise web.HTTPUnauthorized
         return await self._serve(request, request.query.get("fileUri", ""))
 
+    def redirect(self, name: str, location: str) -> str:
+        """Answer requests for ``name`` with a redirect to ``location``."""
+        self.redirects[name] = location
+        return self.url(name)
+
     async def _handle(self, request: web.Request) -> web.StreamResponse:
-        return await self._serve(request, request.match_info["name"])
+        name = request.match_info["name"]
+        if (location := self.redirects.get(name)) is not None:
+            self.requests.append(
+                FileRequest(
+                    name, request.headers.get("Range"), 302, request.query_string
+                )
+            )
+            raise web.HTTPFound(location)
+        return await self._serve(request, name)
 
     async def _serve(self, request: web.Request, name: str) -> web.StreamResponse:
         range_header = request.headers.get("Range")
@@ -1039,7 +1056,9 @@ class FirmwareFileServer:
         faults = self.faults.get(name, FileFaults())
 
         def record(status: int) -> None:
-            self.requests.append(FileRequest(name, range_header, status))
+            self.requests.append(
+                FileRequest(name, range_header, status, request.query_string)
+            )
 
         if content is None:
             record(404)

@@ -10,53 +10,69 @@ hands the package to the real device; its result becomes step 100 plus an inform
 of the new version, or a failure step (-1 upgrade failed, -2 download failed,
 -3 verification failed, -4 burning failed).
 
+Safety: package URLs are fetched only from allowed hosts (`protocol.downloads`),
+redirects are followed by hand and checked, offers larger than `max_package_bytes`
+are refused, and what goes back to the cloud is a fixed text per failure (nothing a
+URL returned). A URL's query string (pre-signed URLs, HTTP broker session ids) is
+kept in memory only: never persisted, shown in the state or logged.
+
 No Home Assistant imports.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Iterable, Mapping
 from dataclasses import dataclass, field
 import logging
-import random
 import time
 from typing import Any, Final
-from urllib.parse import urljoin, urlsplit
 
 import aiohttp
 
 from ...core.backend import DeviceAuthError, DeviceConnectionError
 from ...core.bridge import BridgeBackend, BridgeOffer, BridgeSettings, HandOff
 from ...core.models import DeviceIdentity, FirmwareState
-from ...core.packages import DownloadError, Expected, Package, RetryPolicy
-from .protocol import http_broker as enos_http
-from .protocol.client import (
+from ...core.packages import Package, RetryPolicy
+from ...core.retry import Backoff
+from .fetch import DEFAULT_MAX_PACKAGE_BYTES, PackageSource
+from .protocol.client import EnosClient, EnosTiming
+from .protocol.downloads import redact_text
+from .protocol.errors import (
+    EnosAuthError,
+    EnosConnectionError,
+    EnosError,
+    EnosPayloadError,
+)
+from .protocol.messages import (
     CODE_INVALID_REQUEST,
     CODE_SUCCESS,
     METHOD_PROGRESS,
+    STEP_BURN_FAILED,
+    STEP_DONE,
+    STEP_DOWNLOAD_FAILED,
+    STEP_UPGRADE_FAILED,
+    STEP_VERIFY_FAILED,
     TOPIC_PROGRESS,
-    EnosAuthError,
-    EnosClient,
-    EnosConnectionError,
-    EnosCredentials,
-    EnosError,
-    EnosPayloadError,
-    EnosTiming,
     FirmwareOffer as EnosOffer,
+    progress_params,
 )
+from .protocol.signing import EnosCredentials
 
 _LOGGER = logging.getLogger(__name__)
 
 MANUFACTURER: Final = "EnOS"
 
-STEP_UPGRADE_FAILED: Final = -1
-STEP_DOWNLOAD_FAILED: Final = -2
-STEP_VERIFY_FAILED: Final = -3
-STEP_BURN_FAILED: Final = -4
-STEP_DONE: Final = 100
 #: Download progress is reported as steps 0..90; 100 only once the device succeeded.
 DOWNLOAD_STEPS: Final = 90
+
+#: What the cloud is told on failure: fixed texts, nothing a URL returned.
+DESC_DOWNLOAD_FAILED: Final = "download failed"
+DESC_VERIFY_FAILED: Final = "package verification failed"
+DESC_TOO_LARGE: Final = "package larger than the device accepts"
+DESC_DEVICE_FAILED: Final = "the device reported a failure"
+DESC_TIMED_OUT: Final = "the device reported no result in time"
+DESC_INVALID_PUSH: Final = "invalid upgrade request"
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,18 +88,6 @@ class EnosBridgeTiming:
 
 
 DEFAULT_TIMING = EnosBridgeTiming()
-
-
-def to_bridge_offer(offer: EnosOffer, msg_id: str | None = None) -> BridgeOffer:
-    """Return the bridge's view of an EnOS firmware object."""
-    return BridgeOffer(
-        version=offer.version,
-        size=offer.file_size,
-        md5=offer.sign if offer.sign_method == "md5" else None,
-        sha256=offer.sign if offer.sign_method == "sha256" else None,
-        source={"file_url": offer.file_url, "sign_method": offer.sign_method}
-        | ({"msg_id": msg_id} if msg_id else {}),
-    )
 
 
 class EnosBackend(BridgeBackend):
@@ -107,14 +111,28 @@ class EnosBackend(BridgeBackend):
         ca_file: str | None,
         bridge: BridgeSettings,
         timing: EnosBridgeTiming | None = None,
+        allowed_download_hosts: str | None = None,
+        max_package_bytes: int = DEFAULT_MAX_PACKAGE_BYTES,
+        own_addresses: Iterable[str] = (),
     ) -> None:
-        """Initialize; nothing connects until `async_run`."""
+        """Initialize; nothing connects until `async_run`.
+
+        `allowed_download_hosts`: the user's comma-separated list (ValueError when
+        an entry is not a host); `own_addresses`: Home Assistant's addresses.
+        """
         super().__init__(installed_version=installed_version, settings=bridge)
-        self._session = session
         self._credentials = credentials
-        self._file_base_url = file_base_url or None
-        self._http_broker_url = http_broker_url or None
         self._timing = timing or DEFAULT_TIMING
+        self._packages = PackageSource(
+            session,
+            credentials,
+            broker_host=host,
+            file_base_url=file_base_url,
+            http_broker_url=http_broker_url,
+            allowed_download_hosts=allowed_download_hosts,
+            max_package_bytes=max_package_bytes,
+            own_addresses=own_addresses,
+        )
         self._client = EnosClient(
             host,
             port,
@@ -159,7 +177,11 @@ class EnosBackend(BridgeBackend):
 
     async def async_run(self) -> None:
         """Log in (retrying until it works), then let the client reconnect."""
-        delay = self._timing.first_connect_retry
+        delays = Backoff(
+            initial=self._timing.first_connect_retry,
+            maximum=self._timing.first_connect_retry_max,
+            jitter=0.5,
+        ).delays()
         while not self._closed.is_set():
             try:
                 await self._client.connect()
@@ -168,9 +190,9 @@ class EnosBackend(BridgeBackend):
                 self._auth_failed()
                 return
             except EnosError as err:
+                delay = next(delays)
                 _LOGGER.info("EnOS unreachable (%s); retrying in %.0f s", err, delay)
-                await asyncio.sleep(delay * (0.5 + random.random() / 2))  # noqa: S311
-                delay = min(delay * 2, self._timing.first_connect_retry_max)
+                await asyncio.sleep(delay)
                 continue
             break
         await self._closed.wait()
@@ -213,11 +235,15 @@ class EnosBackend(BridgeBackend):
         if isinstance(offer, EnosPayloadError):
             _LOGGER.warning("Malformed upgrade push from EnOS refused: %s", offer)
             self._client.reply_upgrade(
-                msg_id, CODE_INVALID_REQUEST, f"invalid upgrade request: {offer}"
+                msg_id, CODE_INVALID_REQUEST, f"{DESC_INVALID_PUSH}: {offer}"
             )
             return
+        if not self._packages.fits(offer):
+            self._client.reply_upgrade(msg_id, CODE_INVALID_REQUEST, DESC_TOO_LARGE)
+            self._report(STEP_DOWNLOAD_FAILED, DESC_TOO_LARGE)
+            return
         self._client.reply_upgrade(msg_id, CODE_SUCCESS)
-        self._spawn(self.async_offer(to_bridge_offer(offer, msg_id)))
+        self._spawn(self.async_offer(self._packages.take(offer, msg_id)))
 
     async def async_refresh(self, *, check: bool) -> FirmwareState:
         """Ask EnOS which versions it offers (`getversion`)."""
@@ -229,60 +255,28 @@ class EnosBackend(BridgeBackend):
             offers = await self._client.get_versions()
         except EnosError as err:
             _LOGGER.warning("EnOS getversion failed: %s", err)
-            return self._set_state(self.state.evolve(error=f"getversion failed: {err}"))
+            return self._set_state(
+                self.state.evolve(error=f"getversion failed: {redact_text(str(err))}")
+            )
         await self.async_set_offers(
-            [to_bridge_offer(offer) for offer in offers],
+            [
+                self._packages.take(offer)
+                for offer in offers
+                if self._packages.fits(offer)
+            ],
             keep=lambda offer: "msg_id" in offer.source,
         )
         return self._set_state(self.state.evolve(error=None))
 
     # ------------------------------------------------------------ download
 
-    async def _broker_url(self, uri: str) -> str:
-        """Open an EnOS HTTP broker session; return the file's download URL."""
-        if not self._http_broker_url:
-            raise DownloadError(
-                "enos-connect:// package and no EnOS HTTP broker URL in the options"
-            )
-        try:
-            session_id = await enos_http.open_session(
-                self._session, self._http_broker_url, self._credentials
-            )
-        except EnosError as err:
-            raise DownloadError(f"EnOS HTTP broker: {err}") from err
-        return enos_http.download_url(
-            self._http_broker_url, self._credentials, session_id, uri
-        )
-
-    def resolve_url(self, file_url: str) -> str:
-        """Return an absolute http(s) URL for an offer's fileUrl."""
-        scheme = urlsplit(file_url).scheme.lower()
-        if scheme in ("http", "https"):
-            return file_url
-        if scheme:
-            raise DownloadError(f"unsupported package URL scheme {scheme!r}")
-        if not self._file_base_url:
-            raise DownloadError(
-                f"relative package URL {file_url!r} and no file base URL configured"
-            )
-        return urljoin(self._file_base_url.rstrip("/") + "/", file_url.lstrip("/"))
-
     async def download(
         self, offer: BridgeOffer, progress: Callable[[int, int | None], None]
     ) -> Package:
         """Stream the package, verifying size and checksum on the way."""
-        file_url = str(offer.source["file_url"])
-        if (uri := enos_http.file_uri(file_url)) is not None:
-            url = await self._broker_url(uri)
-        else:
-            url = self.resolve_url(file_url)
         self._last_step = (-1, 0.0)
-        return await self.store.download(
-            self._session,
-            url,
-            Expected(size=offer.size, md5=offer.md5, sha256=offer.sha256),
-            progress=progress,
-            retry=self._timing.download,
+        return await self._packages.fetch(
+            self.store, offer, progress, self._timing.download
         )
 
     def on_progress(self, offer: BridgeOffer, percent: int) -> None:
@@ -303,7 +297,7 @@ class EnosBackend(BridgeBackend):
         if self._client.connected:
             try:
                 self._client.send(
-                    TOPIC_PROGRESS, METHOD_PROGRESS, {"step": str(step), "desc": desc}
+                    TOPIC_PROGRESS, METHOD_PROGRESS, progress_params(step, desc)
                 )
             except EnosError as err:
                 _LOGGER.debug("Progress report not sent: %s", err)
@@ -317,9 +311,15 @@ class EnosBackend(BridgeBackend):
     async def on_download_failed(
         self, offer: BridgeOffer, err: Exception, *, checksum: bool
     ) -> None:
-        """Tell EnOS the download (-2) or its verification (-3) failed."""
-        step = STEP_VERIFY_FAILED if checksum else STEP_DOWNLOAD_FAILED
-        self._report(step, str(err)[:200])
+        """Tell EnOS the download (-2) or its verification (-3) failed.
+
+        Fixed texts only: what a URL returned (size, checksum, an error page) or
+        where it pointed is never sent back to the cloud.
+        """
+        if checksum:
+            self._report(STEP_VERIFY_FAILED, DESC_VERIFY_FAILED)
+        else:
+            self._report(STEP_DOWNLOAD_FAILED, DESC_DOWNLOAD_FAILED)
 
     async def on_handed_off(self, offer: BridgeOffer) -> None:
         """Report the verified package as handed to the device."""
@@ -342,10 +342,22 @@ class EnosBackend(BridgeBackend):
                 except EnosError as err:
                     _LOGGER.warning("Could not report the new version: %s", err)
             return
-        self._report(
-            STEP_UPGRADE_FAILED if timed_out else STEP_BURN_FAILED,
-            (message or "install failed")[:200],
-        )
+        if timed_out:
+            self._report(STEP_UPGRADE_FAILED, DESC_TIMED_OUT)
+        else:  # the device's own words (report_install_result), not a URL's
+            self._report(
+                STEP_BURN_FAILED, redact_text(message or DESC_DEVICE_FAILED)[:200]
+            )
+
+    def diagnostics(self) -> Mapping[str, Any]:
+        """Return the MQTT connection's health (no secrets, no query strings)."""
+        error = self._client.last_error
+        return {
+            "mqtt_connected": self._client.connected,
+            "mqtt_reconnecting": self._client.reconnecting,
+            "mqtt_last_error": redact_text(str(error)) if error else None,
+            "max_package_bytes": self._packages.max_package_bytes,
+        }
 
     async def async_close(self) -> None:
         """Disconnect and stop background work."""

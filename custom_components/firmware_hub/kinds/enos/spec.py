@@ -5,9 +5,13 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from homeassistant.components import network
 from homeassistant.const import CONF_HOST, CONF_PORT
 from homeassistant.helpers.aiohttp_client import async_get_clientsession
 from homeassistant.helpers.selector import (
+    NumberSelector,
+    NumberSelectorConfig,
+    NumberSelectorMode,
     SelectSelector,
     SelectSelectorConfig,
     SelectSelectorMode,
@@ -15,16 +19,19 @@ from homeassistant.helpers.selector import (
 import probatio as vol
 
 from ...const import (
+    CONF_ALLOWED_DOWNLOAD_HOSTS,
     CONF_CA_FILE,
     CONF_DEVICE_KEY,
     CONF_DEVICE_SECRET,
     CONF_FILE_BASE_URL,
     CONF_FIRMWARE_VERSION,
     CONF_HTTP_BROKER_URL,
+    CONF_MAX_PACKAGE_MB,
     CONF_PRODUCT_KEY,
     CONF_SIGN_METHOD,
     CONF_TLS,
     DEFAULT_ENOS_PORT,
+    DEFAULT_MAX_PACKAGE_MB,
     SIGN_METHODS,
     Kind,
 )
@@ -39,10 +46,11 @@ from ...forms import (
     optional_text_fields,
     optional_text_options,
 )
-from ...kind_spec import BackendContext, KindSpec
+from ...kind_spec import BackendContext, KindSpec, OptionsError
 from ...storage import bridge_settings
 from .backend import EnosBackend
-from .protocol.client import EnosCredentials
+from .protocol.downloads import parse_host_list
+from .protocol.signing import EnosCredentials
 
 SCHEMA = vol.Schema(
     {
@@ -68,8 +76,12 @@ SCHEMA = vol.Schema(
 _TEXT_OPTIONS = (CONF_CA_FILE, CONF_HTTP_BROKER_URL)
 
 
-def _create_backend(context: BackendContext) -> FirmwareBackend:
-    data, options = context.data, context.options
+async def _create_backend(context: BackendContext) -> FirmwareBackend:
+    data, options, hass = context.data, context.options, context.hass
+    # Home Assistant's own addresses: a cloud must not aim it at itself.
+    own: list[str] = []
+    if "network" in hass.config.components:
+        own = [str(ip) for ip in await network.async_get_enabled_source_ips(hass)]
     return EnosBackend(
         async_get_clientsession(context.hass),
         host=data[CONF_HOST],
@@ -86,6 +98,11 @@ def _create_backend(context: BackendContext) -> FirmwareBackend:
         ca_file=options.get(CONF_CA_FILE),
         http_broker_url=options.get(CONF_HTTP_BROKER_URL),
         bridge=bridge_settings(context.hass, options, context.entry_id),
+        allowed_download_hosts=options.get(CONF_ALLOWED_DOWNLOAD_HOSTS),
+        max_package_bytes=int(options.get(CONF_MAX_PACKAGE_MB, DEFAULT_MAX_PACKAGE_MB))
+        * 1024
+        * 1024,
+        own_addresses=own,
     )
 
 
@@ -94,15 +111,42 @@ def _options_fields(current: Mapping[str, Any]) -> dict[Any, Any]:
         **check_interval_field(current),
         **bridge_fields(current),
         **optional_text_fields(current, _TEXT_OPTIONS),
+        vol.Required(
+            CONF_MAX_PACKAGE_MB,
+            default=current.get(CONF_MAX_PACKAGE_MB, DEFAULT_MAX_PACKAGE_MB),
+        ): NumberSelector(
+            NumberSelectorConfig(
+                min=1,
+                max=4096,
+                step=1,
+                mode=NumberSelectorMode.BOX,
+                unit_of_measurement="MiB",
+            )
+        ),
+        vol.Optional(
+            CONF_ALLOWED_DOWNLOAD_HOSTS,
+            description={"suggested_value": current.get(CONF_ALLOWED_DOWNLOAD_HOSTS)},
+        ): str,
     }
 
 
 def _options(user_input: Mapping[str, Any]) -> dict[str, Any]:
-    return {
+    """Return the EnOS options; the download hosts must be host names or addresses."""
+    try:
+        hosts = parse_host_list(user_input.get(CONF_ALLOWED_DOWNLOAD_HOSTS))
+    except ValueError as err:
+        raise OptionsError(
+            CONF_ALLOWED_DOWNLOAD_HOSTS, "invalid_download_hosts"
+        ) from err
+    options = {
         **check_interval_option(user_input),
         **bridge_options(user_input),
         **optional_text_options(user_input, _TEXT_OPTIONS),
+        CONF_MAX_PACKAGE_MB: int(user_input[CONF_MAX_PACKAGE_MB]),
     }
+    if hosts:
+        options[CONF_ALLOWED_DOWNLOAD_HOSTS] = ", ".join(sorted(hosts))
+    return options
 
 
 SPEC = KindSpec(

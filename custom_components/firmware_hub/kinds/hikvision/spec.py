@@ -44,7 +44,7 @@ SCHEMA = vol.Schema(
 )
 
 
-def _create_backend(context: BackendContext) -> FirmwareBackend:
+async def _create_backend(context: BackendContext) -> FirmwareBackend:
     data = context.data
     session = async_get_clientsession(context.hass, verify_ssl=data[CONF_VERIFY_SSL])
     client = IsapiClient(

@@ -39,7 +39,7 @@ SCHEMA = vol.Schema(
 )
 
 
-def _create_backend(context: BackendContext) -> FirmwareBackend:
+async def _create_backend(context: BackendContext) -> FirmwareBackend:
     data = context.data
     return MilingBackend(
         async_get_clientsession(context.hass),

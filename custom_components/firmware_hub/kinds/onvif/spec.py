@@ -82,7 +82,7 @@ APPLY_IMAGING_SETTINGS_SCHEMA = vol.Schema(
 )
 
 
-def _create_backend(context: BackendContext) -> FirmwareBackend:
+async def _create_backend(context: BackendContext) -> FirmwareBackend:
     data = context.data
     # onvif-zeep-async builds its own aiohttp sessions for SOAP (one client per
     # entry, closed on unload); Home Assistant's carries the firmware upload.

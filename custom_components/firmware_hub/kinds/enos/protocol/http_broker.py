@@ -6,11 +6,12 @@ device secret returns a session id; the file is then
 `GET {broker}/multipart/sys/{productKey}/{deviceKey}/file/download?sessionId=…
 &fileUri=…&category=ota` (Range supported).
 
-The sign follows EnOS's HTTP connection reference: the parameters concatenated as
-name + value in this order, `deviceKey`, `lifetime`, `productKey`, `signMethod`,
-followed by the device secret, SHA-256, upper-case hex. The broker answers in the
+The sign is `signing.http_sign`. The broker answers in the
 MQTT reply envelope (`{"code": 200, "data": {"sessionId": …}}`); a non-200 code or
 HTTP 401/403 means the credentials were refused.
+
+The session id is a credential: it is never logged nor put in an error text (the
+download URL goes through `downloads.redact_url` wherever it could be shown).
 
 Wire only, no Home Assistant imports; the caller passes its aiohttp session.
 """
@@ -18,31 +19,19 @@ Wire only, no Home Assistant imports; the caller passes its aiohttp session.
 from __future__ import annotations
 
 from collections.abc import Mapping
-import hashlib
 from typing import Any, Final
 from urllib.parse import quote
 
 import aiohttp
 from yarl import URL
 
-from .client import EnosAuthError, EnosConnectionError, EnosCredentials, EnosError
+from .errors import EnosAuthError, EnosConnectionError, EnosError
+from .signing import EnosCredentials, http_sign
 
 SCHEME: Final = "enos-connect://"
 #: How long (ms) the broker keeps a session without traffic (its documented default).
 DEFAULT_LIFETIME: Final = 300_000
 _TIMEOUT: Final = aiohttp.ClientTimeout(total=30)
-
-
-def http_sign(credentials: EnosCredentials, lifetime: int) -> str:
-    """Return the sign of an HTTP authentication request."""
-    content = (
-        f"deviceKey{credentials.device_key}"
-        f"lifetime{lifetime}"
-        f"productKey{credentials.product_key}"
-        "signMethodsha256"
-        f"{credentials.device_secret}"
-    )
-    return hashlib.sha256(content.encode()).hexdigest().upper()
 
 
 def file_uri(url: str) -> str | None:
@@ -68,7 +57,9 @@ async def open_session(
         "lifetime": lifetime,
     }
     try:
-        async with session.post(url, json=body, timeout=_TIMEOUT) as resp:
+        async with session.post(
+            url, json=body, timeout=_TIMEOUT, allow_redirects=False
+        ) as resp:
             if resp.status in (401, 403):
                 raise EnosAuthError(
                     f"HTTP broker refused the device (HTTP {resp.status})"
