@@ -760,18 +760,25 @@ class OnvifCameraSimulator(LoopbackDevice):
         return None
 
     async def _handle_upload(self, request: web.Request) -> web.StreamResponse:
-        """Receive a firmware file POSTed to an UploadUri."""
+        """Receive a firmware file POSTed to an UploadUri.
+
+        The body is read to its end before any answer, refusals included. Answered
+        mid-body, the client aborts its upload and closes the connection, while
+        aiohttp's server keeps waiting for the rest of the body ("lingering", 10 s)
+        in a task that nothing wakes: neither the closed connection nor `stop()`.
+        """
         issued = self._tickets.get(request.match_info["ticket"])
-        if issued is None:
-            return web.Response(status=404, text="no such upload")
-        if time.monotonic() - issued < self.upload_delay:
-            return web.Response(status=503, text="not ready for the upload yet")
+        early = issued is not None and time.monotonic() - issued < self.upload_delay
         content_type = request.headers.get("Content-Type", "")
         hasher = hashlib.sha256()
         size = 0
         async for chunk in request.content.iter_chunked(64 * 1024):
             hasher.update(chunk)
             size += len(chunk)
+        if issued is None:
+            return web.Response(status=404, text="no such upload")
+        if early:
+            return web.Response(status=503, text="not ready for the upload yet")
         ok = (
             content_type.split(";")[0].strip().lower() == "application/octet-stream"
             and size > 0
