@@ -56,6 +56,14 @@ from custom_components.firmware_hub.kinds.onvif import (
     backend as onvif_backend,
     discovery as onvif_discovery,
 )
+from custom_components.firmware_hub.kinds.onvif.facts import (
+    EncoderFacts,
+    OnvifFacts,
+    SourceImaging,
+)
+from custom_components.firmware_hub.kinds.onvif.install import OnvifTiming
+from custom_components.firmware_hub.kinds.onvif.protocol import ImagingSettings
+from custom_components.firmware_hub.kinds.onvif.protocol.client import NS_DEVICE
 from custom_components.firmware_hub.kinds.onvif.sensors import onvif_sensors
 
 from .helpers import hikvision_entry, setup_entry
@@ -89,7 +97,7 @@ def fast_onvif(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(
         onvif_backend,
         "DEFAULT_TIMING",
-        onvif_backend.OnvifTiming(poll_interval=0.02, reboot_timeout=1.0),
+        OnvifTiming(poll_interval=0.02, reboot_timeout=1.0),
     )
 
 
@@ -371,12 +379,12 @@ async def test_flow_reconfigure(hass: HomeAssistant, sim: OnvifCameraSimulator) 
         assert entry.data[CONF_PORT] == moved.port
         assert entry.data[CONF_PASSWORD] == sim.password
         await hass.async_block_till_done()
-        assert not old_client.connected
+        assert not old_client.xaddrs  # closed
         assert entry.state is ConfigEntryState.LOADED
         new_client = entry.runtime_data.coordinator.backend.client
-        assert new_client.port == moved.port
+        assert new_client.xaddrs[NS_DEVICE] == moved.device_service_url
         assert await hass.config_entries.async_unload(entry.entry_id)
-        assert not new_client.connected
+        assert not new_client.xaddrs
     finally:
         await moved.stop()
 
@@ -506,14 +514,15 @@ async def test_several_video_sources_name_their_sensors(
     entry = await _setup(hass, sim)
     coordinator = entry.runtime_data.coordinator
     data = coordinator.data
-    two = {
-        "1": {"brightness": 1.0},
-        "2": {"brightness": 2.0, "ir_cut_filter": "AUTO", "exposure_mode": 1},
-    }
-    odd = {"EncCfg_L1S1": {"label": "Main", "resolution": None, "codec": "H265"}}
-    coordinator.async_set_updated_data(
-        data.evolve(details={"encoders": odd, "imaging": two})
+    two = (
+        SourceImaging("1", ImagingSettings(brightness=1.0)),
+        SourceImaging(
+            "2",
+            ImagingSettings(brightness=2.0, ir_cut_filter="AUTO", exposure_mode=1),
+        ),
     )
+    odd = (EncoderFacts("EncCfg_L1S1", "Main", codec="H265"),)
+    coordinator.async_set_updated_data(data.evolve(facts=OnvifFacts(odd, two)))
     encoder_values = {
         s.entity_description.key: s.native_value
         for s in onvif_sensors(coordinator)
@@ -1072,7 +1081,8 @@ async def test_diagnostics_without_secrets(
     device = diagnostics["device"]
     assert device["device_information"]["firmware_version"] == "8.71.0066"
     assert [p["token"] for p in device["profiles"]] == ["0", "1", "2", "3"]
-    assert diagnostics["state"]["details"]["encoders"]["EncCfg_L1S1"]["fps"] == 30
+    encoders = diagnostics["state"]["facts"]["encoders"]
+    assert {e["token"]: e["fps"] for e in encoders}["EncCfg_L1S1"] == 30
 
 
 # ---------------------------------------------------------------------- odd cameras
