@@ -21,10 +21,9 @@ from __future__ import annotations
 from abc import abstractmethod
 import asyncio
 from dataclasses import dataclass, replace
-import os
-from pathlib import Path, PurePath
+from pathlib import PurePath
 import time
-from typing import TYPE_CHECKING, BinaryIO, Final, Unpack, cast
+from typing import TYPE_CHECKING, BinaryIO, Final, Unpack
 from urllib.parse import urlsplit
 
 from ...core.backend import (
@@ -70,12 +69,6 @@ class OnvifTiming:
 DEFAULT_TIMING = OnvifTiming()
 
 
-def _open_no_follow(path: Path) -> BinaryIO:
-    """Open `path` for reading without following a symbolic link (blocking)."""
-    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
-    return os.fdopen(fd, "rb")
-
-
 class OnvifFileInstall(FirmwareBackend):
     """The firmware file install of an ONVIF camera (the base of `OnvifBackend`)."""
 
@@ -95,43 +88,16 @@ class OnvifFileInstall(FirmwareBackend):
         if new != state:
             publish(self._set_state(new))
 
-    # The base class still declares (path, publish) until the lead's change lands;
-    # with it this signature is compatible and both ignores fall away.
-    async def async_install_file(  # type: ignore[override, unused-ignore]
-        self,
-        file: BinaryIO | Path,
-        name: str | Publish,
-        publish: Publish | None = None,
+    async def async_install_file(
+        self, file: BinaryIO, name: str, publish: Publish
     ) -> FirmwareState:
         """Install an open firmware file `file` named `name`, publishing every step.
 
         The file is streamed from where it stands (in the executor); the caller
         opened it and closes it. Returns the final, verified state; raises
-        `InstallError` after publishing a failed state.
-
-        Compatibility until the base class takes (file, name, publish): a call with
-        (path, publish) opens the path here, without following a symbolic link.
+        `InstallError` after publishing a failed state (`InstallRefusedError`: no
+        upload started, the journal cleared).
         """
-        if isinstance(file, Path):
-            return await self._install_path(file, cast("Publish", name))
-        return await self._install(file, cast("str", name), cast("Publish", publish))
-
-    async def _install_path(self, path: Path, publish: Publish) -> FirmwareState:
-        loop = asyncio.get_running_loop()
-        try:
-            file = await loop.run_in_executor(None, _open_no_follow, path)
-        except OSError as err:
-            raise InstallRefusedError(
-                "file_unreadable", str(err), error=str(err)
-            ) from err
-        try:
-            return await self._install(file, path.name, publish)
-        finally:
-            await loop.run_in_executor(None, file.close)
-
-    async def _install(
-        self, file: BinaryIO, name: str, publish: Publish
-    ) -> FirmwareState:
         file_name = PurePath(name).name
         try:
             size = await asyncio.get_running_loop().run_in_executor(
@@ -149,6 +115,8 @@ class OnvifFileInstall(FirmwareBackend):
         try:
             return await self._run_install(file, file_name, publish)
         except InstallRefusedError:
+            # The journal may hold the run already: nothing to follow after all.
+            await self.journal(None)
             self._publish(publish, phase=Phase.IDLE, progress=None, install=None)
             raise
         except BackendError as err:
