@@ -389,7 +389,8 @@ class OnvifCameraSimulator(LoopbackDevice):
     host; negative: behind), ``clock_tolerance``, ``ignored_fields``,
     ``config_modify_fault``, ``reject_firmware``, ``reboot_seconds``,
     ``upload_delay``, ``expected_down_time``, ``next_firmware_version``,
-    ``firmware_version``.
+    ``firmware_version``, ``serial_number``, ``upload_uri`` (the UploadUri to hand
+    out instead of one on this server).
     """
 
     def __init__(
@@ -463,6 +464,12 @@ class OnvifCameraSimulator(LoopbackDevice):
         self.firmware_version = _xml_get_tds(
             self._capture["GetDeviceInformation"], "FirmwareVersion"
         )
+        #: GetDeviceInformation's SerialNumber (a test may swap the device).
+        self.serial_number = _xml_get_tds(
+            self._capture["GetDeviceInformation"], "SerialNumber"
+        )
+        #: The UploadUri StartFirmwareUpgrade answers (None: one on this server).
+        self.upload_uri: str | None = None
         self._encoders: dict[str, str] = dict(
             _VEC_RE.findall(self._capture["GetProfiles"])
         )
@@ -857,11 +864,12 @@ class OnvifCameraSimulator(LoopbackDevice):
         )
 
     def _get_device_information(self, _request: ET.Element) -> _Reply:
-        xml = re.sub(
-            r"(<tds:FirmwareVersion>)[^<]*(</tds:FirmwareVersion>)",
-            lambda m: f"{m.group(1)}{escape(self.firmware_version)}{m.group(2)}",
+        xml = _set_tds(
             self._capture["GetDeviceInformation"],
+            "FirmwareVersion",
+            self.firmware_version,
         )
+        xml = _set_tds(xml, "SerialNumber", self.serial_number)
         return _Reply(200, xml.encode())
 
     def _get_network_interfaces(self, _request: ET.Element) -> _Reply:
@@ -889,7 +897,9 @@ class OnvifCameraSimulator(LoopbackDevice):
         self._tickets[ticket] = time.monotonic()
         body = (
             "<tds:StartFirmwareUpgradeResponse>"
-            f"<tds:UploadUri>{self.url}{UPLOAD_PATH}/{ticket}</tds:UploadUri>"
+            "<tds:UploadUri>"
+            f"{escape(self.upload_uri or f'{self.url}{UPLOAD_PATH}/{ticket}')}"
+            "</tds:UploadUri>"
             f"<tds:UploadDelay>{_duration(self.upload_delay)}</tds:UploadDelay>"
             "<tds:ExpectedDownTime>"
             f"{_duration(self.expected_down_time)}</tds:ExpectedDownTime>"
@@ -1127,6 +1137,16 @@ def _xml_get_tds(xml: str, name: str) -> str:
     if match is None:
         raise KeyError(name)
     return match.group(1)
+
+
+def _set_tds(xml: str, name: str, value: str) -> str:
+    """Replace the text of the first ``<tds:name>`` of ``xml``."""
+    return re.sub(
+        rf"(<tds:{name}>)[^<]*(</tds:{name}>)",
+        lambda m: f"{m.group(1)}{escape(value)}{m.group(2)}",
+        xml,
+        count=1,
+    )
 
 
 def _invalid(what: str) -> _SoapFaultError:
