@@ -12,6 +12,7 @@ import asyncio
 from collections.abc import AsyncGenerator
 import contextlib
 import hashlib
+import io
 from pathlib import Path
 import time
 from typing import Any
@@ -248,6 +249,41 @@ async def test_empty_file_refused_before_anything_is_sent(
     assert sim.total_calls == 0
     assert recorder.journal == []
     assert recorder.states == []
+
+
+async def test_stream_not_a_file_refused_before_anything_is_sent(
+    sim: OnvifCameraSimulator, backend: OnvifBackend
+) -> None:
+    """A stream without a file behind it (no size): refused, nothing sent."""
+    recorder = Recorder(sim)
+    backend.journal = recorder.write
+    with pytest.raises(InstallRefusedError) as err:
+        await backend.async_install_file(
+            io.BytesIO(b"firmware"), "fw.bin", recorder.publish
+        )
+    assert err.value.key == "file_unreadable"
+    assert sim.total_calls == 0
+    assert recorder.journal == []
+
+
+async def test_unreadable_file_fails_the_upload(
+    sim: OnvifCameraSimulator, backend: OnvifBackend, tmp_path: Path
+) -> None:
+    """The file cannot be read once the upload runs: file_unreadable, no upload."""
+    recorder = Recorder(sim)
+    backend.journal = recorder.write
+    firmware = tmp_path / "fw.bin"
+    with firmware.open("wb") as file:  # open for writing only: reads fail
+        file.write(b"x" * 1000)
+        file.seek(0)
+        with pytest.raises(InstallError) as err:
+            await backend.async_install_file(file, firmware.name, recorder.publish)
+    assert err.value.key == "file_unreadable"
+    assert sim.count("StartFirmwareUpgrade") == 1
+    assert sim.uploads == []
+    assert sim.firmware_version == BEFORE
+    assert (backend.state.phase, backend.state.install) == (Phase.FAILED, None)
+    assert None not in recorder.journal  # the caller clears it with the outcome
 
 
 async def test_follow_after_a_restart_sends_nothing_and_verifies(
