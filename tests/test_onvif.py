@@ -56,9 +56,17 @@ from custom_components.firmware_hub.kinds.onvif import (
     backend as onvif_backend,
     discovery as onvif_discovery,
 )
+from custom_components.firmware_hub.kinds.onvif.facts import (
+    EncoderFacts,
+    OnvifFacts,
+    SourceImaging,
+)
+from custom_components.firmware_hub.kinds.onvif.install import OnvifTiming
+from custom_components.firmware_hub.kinds.onvif.protocol import ImagingSettings
+from custom_components.firmware_hub.kinds.onvif.protocol.client import NS_DEVICE
 from custom_components.firmware_hub.kinds.onvif.sensors import onvif_sensors
 
-from .helpers import hikvision_entry, setup_entry
+from .helpers import hikvision_entry, setup_entry, wait_until
 from .simulators.isapi import IsapiCameraSimulator
 from .simulators.onvif import OnvifCameraSimulator, _SoapFaultError
 
@@ -89,7 +97,7 @@ def fast_onvif(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(
         onvif_backend,
         "DEFAULT_TIMING",
-        onvif_backend.OnvifTiming(poll_interval=0.02, reboot_timeout=1.0),
+        OnvifTiming(poll_interval=0.02, reboot_timeout=1.0),
     )
 
 
@@ -203,9 +211,9 @@ async def test_flow_discovery_list_and_pick(
     monkeypatch.setattr(onvif_discovery, "DISCOVERY_TIMEOUT", 3.0)
     result = await _onvif_step(hass)
     assert result["type"] is FlowResultType.FORM
-    assert result["step_id"] == "onvif_discovery"
+    assert result["step_id"] == "pick_device"
     assert sim.probes_answered == 1
-    selector = result["data_schema"].schema["camera"]
+    selector = result["data_schema"].schema["device"]
     options = selector.config["options"]
     choice = f"{sim.host}:{sim.port}"
     assert options == [
@@ -213,7 +221,7 @@ async def test_flow_discovery_list_and_pick(
         {"value": "manual", "label": "manual"},
     ]
     result = await hass.config_entries.flow.async_configure(
-        result["flow_id"], {"camera": choice}
+        result["flow_id"], {"device": choice}
     )
     assert result["step_id"] == "onvif"
     assert _suggested(result) == {CONF_HOST: sim.host, CONF_PORT: sim.port}
@@ -240,7 +248,7 @@ async def test_flow_discovery_manual_entry(
     monkeypatch.setattr(onvif_discovery, "DISCOVERY_TIMEOUT", 3.0)
     result = await _onvif_step(hass)
     result = await hass.config_entries.flow.async_configure(
-        result["flow_id"], {"camera": "manual"}
+        result["flow_id"], {"device": "manual"}
     )
     assert result["step_id"] == "onvif"
     assert _suggested(result) == {}
@@ -371,12 +379,12 @@ async def test_flow_reconfigure(hass: HomeAssistant, sim: OnvifCameraSimulator) 
         assert entry.data[CONF_PORT] == moved.port
         assert entry.data[CONF_PASSWORD] == sim.password
         await hass.async_block_till_done()
-        assert not old_client.connected
+        assert not old_client.xaddrs  # closed
         assert entry.state is ConfigEntryState.LOADED
         new_client = entry.runtime_data.coordinator.backend.client
-        assert new_client.port == moved.port
+        assert new_client.xaddrs[NS_DEVICE] == moved.device_service_url
         assert await hass.config_entries.async_unload(entry.entry_id)
-        assert not new_client.connected
+        assert not new_client.xaddrs
     finally:
         await moved.stop()
 
@@ -506,14 +514,15 @@ async def test_several_video_sources_name_their_sensors(
     entry = await _setup(hass, sim)
     coordinator = entry.runtime_data.coordinator
     data = coordinator.data
-    two = {
-        "1": {"brightness": 1.0},
-        "2": {"brightness": 2.0, "ir_cut_filter": "AUTO", "exposure_mode": 1},
-    }
-    odd = {"EncCfg_L1S1": {"label": "Main", "resolution": None, "codec": "H265"}}
-    coordinator.async_set_updated_data(
-        data.evolve(details={"encoders": odd, "imaging": two})
+    two = (
+        SourceImaging("1", ImagingSettings(brightness=1.0)),
+        SourceImaging(
+            "2",
+            ImagingSettings(brightness=2.0, ir_cut_filter="AUTO", exposure_mode=1),
+        ),
     )
+    odd = (EncoderFacts("EncCfg_L1S1", "Main", codec="H265"),)
+    coordinator.async_set_updated_data(data.evolve(facts=OnvifFacts(odd, two)))
     encoder_values = {
         s.entity_description.key: s.native_value
         for s in onvif_sensors(coordinator)
@@ -776,18 +785,28 @@ async def test_apply_imaging_modes_on_a_full_camera(
 
 
 async def test_actions_refused_for_other_devices_and_mid_install(
-    hass: HomeAssistant, sim: OnvifCameraSimulator
+    hass: HomeAssistant, sim: OnvifCameraSimulator, tmp_path: Path
 ) -> None:
     """Unknown device; another action runs while a firmware file installs."""
     entry = await _setup(hass, sim)
     with pytest.raises(ServiceValidationError) as err:
         await _call(hass, "apply_stream_settings", "not-a-device", fps=10)
     assert err.value.translation_key == "device_not_found"
-    coordinator = entry.runtime_data.coordinator
-    async with coordinator._install_lock:
-        with pytest.raises(HomeAssistantError) as err:
-            await _call(hass, "apply_stream_settings", _device_id(hass, entry), fps=10)
+    hass.config.allowlist_external_dirs = {str(tmp_path)}
+    firmware = tmp_path / "FLEXIDOME_8.71.0080.fw"
+    firmware.write_bytes(b"firmware")
+    sim.upload_delay = 0.3  # the install waits before its upload
+    # A background task: wait_until's block_till_done does not wait for it.
+    install = hass.async_create_background_task(
+        _install_file(hass, entry, firmware), "install"
+    )
+    await wait_until(hass, lambda: sim.count("StartFirmwareUpgrade") == 1)
+    with pytest.raises(HomeAssistantError) as err:
+        await _call(hass, "apply_stream_settings", _device_id(hass, entry), fps=10)
     assert err.value.translation_key == "install_in_progress"
+    await install
+    assert sim.count("SetVideoEncoderConfiguration") == 0
+    assert sim.firmware_version == "8.71.0080"
 
 
 async def test_apply_with_changed_password_starts_reauth(
@@ -907,6 +926,18 @@ def firmware(hass: HomeAssistant, tmp_path: Path) -> Path:
     return path
 
 
+async def _install_file(
+    hass: HomeAssistant, entry: MockConfigEntry, path: Path
+) -> None:
+    """Call the install_firmware_file action for `entry`'s device."""
+    await hass.services.async_call(
+        DOMAIN,
+        "install_firmware_file",
+        {"device_id": _device_id(hass, entry), "path": str(path)},
+        blocking=True,
+    )
+
+
 async def test_install_firmware_file(
     hass: HomeAssistant,
     sim: OnvifCameraSimulator,
@@ -995,7 +1026,7 @@ async def test_install_firmware_file_same_version_after_reboot(
     entry = await _setup(hass, sim)
     sim.next_firmware_version = sim.firmware_version
     with pytest.raises(HomeAssistantError) as err:
-        await entry.runtime_data.coordinator.async_install_file(firmware)
+        await _install_file(hass, entry, firmware)
     assert err.value.translation_key == "verification_failed"
     assert err.value.translation_placeholders["installed"] == "8.71.0066"
     assert err.value.translation_placeholders["expected"] == firmware.name
@@ -1012,9 +1043,7 @@ async def test_install_firmware_file_camera_never_back(
     entry = await _setup(hass, sim)
     sim.upload_delay = 0.1
     sim.expected_down_time = 0.0  # what StartFirmwareUpgrade announces
-    install = hass.async_create_task(
-        entry.runtime_data.coordinator.async_install_file(firmware)
-    )
+    install = hass.async_create_task(_install_file(hass, entry, firmware))
     while sim.count("StartFirmwareUpgrade") == 0:
         await asyncio.sleep(0.01)
     sim.expected_down_time = 30.0  # how long the camera really stays away
@@ -1072,7 +1101,8 @@ async def test_diagnostics_without_secrets(
     device = diagnostics["device"]
     assert device["device_information"]["firmware_version"] == "8.71.0066"
     assert [p["token"] for p in device["profiles"]] == ["0", "1", "2", "3"]
-    assert diagnostics["state"]["details"]["encoders"]["EncCfg_L1S1"]["fps"] == 30
+    encoders = diagnostics["state"]["facts"]["encoders"]
+    assert {e["token"]: e["fps"] for e in encoders}["EncCfg_L1S1"] == 30
 
 
 # ---------------------------------------------------------------------- odd cameras
@@ -1138,7 +1168,7 @@ async def test_install_firmware_file_cannot_start(
         await sim.go_offline()
     finished = async_capture_events(hass, EVENT_UPGRADE_FINISHED)
     with pytest.raises(HomeAssistantError) as err:
-        await entry.runtime_data.coordinator.async_install_file(firmware)
+        await _install_file(hass, entry, firmware)
     assert err.value.translation_key == key
     await hass.async_block_till_done()
     assert [e.data["error"] for e in finished] == [key]
@@ -1190,8 +1220,9 @@ async def test_file_install_refused_by_kinds_without_it(
     entry = hikvision_entry(camera)
     await setup_entry(hass, entry)
     finished = async_capture_events(hass, EVENT_UPGRADE_FINISHED)
-    with pytest.raises(HomeAssistantError) as err:
-        await entry.runtime_data.coordinator.async_install_file(firmware)
+    coordinator = entry.runtime_data.coordinator
+    with firmware.open("rb") as file, pytest.raises(HomeAssistantError) as err:
+        await coordinator.async_install_file(file, firmware.name)
     assert err.value.translation_key == "not_supported"
     await hass.async_block_till_done()
     assert finished == []

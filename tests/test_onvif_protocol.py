@@ -18,8 +18,7 @@ from onvif.exceptions import ONVIFAuthError, ONVIFError, ONVIFTimeoutError  # ty
 import pytest
 from zeep import exceptions as zeep_exceptions
 
-from custom_components.firmware_hub.kinds.onvif.protocol import client as proto
-from custom_components.firmware_hub.kinds.onvif.protocol.client import (
+from custom_components.firmware_hub.kinds.onvif.protocol import (
     EncoderChanges,
     ImagingSettings,
     OnvifAuthError,
@@ -33,6 +32,13 @@ from custom_components.firmware_hub.kinds.onvif.protocol.client import (
     OnvifUploadError,
     Range,
     Resolution,
+    changes,
+    client as onvif_client,
+    discovery,
+    errors,
+    messages,
+    models,
+    upload,
 )
 
 from .simulators.onvif import DEFAULT_FIXTURES_DIR, OnvifCameraSimulator
@@ -64,6 +70,11 @@ def _client(sim: OnvifCameraSimulator, **kwargs: Any) -> OnvifClient:
     }
     options.update(kwargs)
     return OnvifClient(**options)
+
+
+def _connected(client: OnvifClient) -> bool:
+    """Whether the client's services are set up (it knows their XAddrs)."""
+    return bool(client.xaddrs)
 
 
 @pytest.fixture
@@ -142,15 +153,15 @@ async def test_connect_identity_and_mac(
     sim: OnvifCameraSimulator, client: OnvifClient
 ) -> None:
     """Connect costs two calls; identity is the capture's; the MAC is normalised."""
-    assert client.connected
+    assert _connected(client)
     assert dict(sim.calls) == {"GetSystemDateAndTime": 1, "GetServices": 1}
-    assert client.xaddrs[proto.NS_MEDIA] == f"{sim.url}/onvif/media_service"
+    assert client.xaddrs[onvif_client.NS_MEDIA] == f"{sim.url}/onvif/media_service"
     assert client.clock_offset is not None
     assert abs(client.clock_offset) < 2
-    assert (client.host, client.port) == (sim.host, sim.port)
+    assert client.host == sim.host
 
     info = await client.get_device_information()
-    assert info == proto.DeviceInformation(
+    assert info == models.DeviceInformation(
         manufacturer="Bosch",
         model="FLEXIDOME indoor 5100i IR",
         firmware_version="8.71.0066",
@@ -159,7 +170,7 @@ async def test_connect_identity_and_mac(
     )
     interfaces = await client.get_network_interfaces()
     assert interfaces == (
-        proto.NetworkInterface(
+        models.NetworkInterface(
             token="1", enabled=True, name="eth0", mac_address="00:07:5f:9c:4e:21"
         ),
     )
@@ -173,9 +184,9 @@ async def test_context_manager_closes(sim: OnvifCameraSimulator) -> None:
     """The client is an async context manager; close() is idempotent."""
     states: list[bool] = []
     async with _client(sim) as client:
-        states.append(client.connected)
+        states.append(_connected(client))
         await client.connect()  # already connected: nothing happens
-    states.append(client.connected)
+    states.append(_connected(client))
     await client.close()
     assert states == [True, False]
     assert sim.count("GetServices") == 1
@@ -186,7 +197,7 @@ async def test_first_call_connects(sim: OnvifCameraSimulator) -> None:
     client = _client(sim)
     try:
         assert (await client.get_device_information()).model
-        assert client.connected
+        assert _connected(client)
     finally:
         await client.close()
 
@@ -198,7 +209,10 @@ async def test_fallback_to_get_capabilities(socket_enabled: None) -> None:
     try:
         async with _client(sim) as client:
             assert sim.count("GetCapabilities") == 1
-            assert client.xaddrs[proto.NS_IMAGING] == f"{sim.url}/onvif/imaging_service"
+            assert (
+                client.xaddrs[onvif_client.NS_IMAGING]
+                == f"{sim.url}/onvif/imaging_service"
+            )
             assert (await client.get_imaging_settings("1")).brightness == 128.0
     finally:
         await sim.stop()
@@ -229,7 +243,7 @@ async def test_profiles_and_encoders_have_the_captured_values(
         ("EncCfg_L1S4", "512x288", 400),
     ]
     first = encoders[0]
-    assert first == proto.VideoEncoderConfiguration(
+    assert first == models.VideoEncoderConfiguration(
         token="EncCfg_L1S1",
         name="Balanced 2 MP",
         encoding="H264",
@@ -374,7 +388,7 @@ async def test_bosch_imaging_reports_three_fields(
         "saturation": 128.0,
     }
     options = await client.get_imaging_options("1")
-    assert options == proto.ImagingOptions(
+    assert options == models.ImagingOptions(
         brightness=Range(0, 255), contrast=Range(0, 255), saturation=Range(0, 255)
     )
     await client.set_imaging_settings("1", ImagingSettings(brightness=100))
@@ -454,7 +468,7 @@ async def test_missing_services(socket_enabled: None) -> None:
         client = _client(sim)
         with pytest.raises(OnvifNotSupportedError):
             await client.connect()
-        assert not client.connected
+        assert not _connected(client)
     finally:
         await sim.stop()
 
@@ -467,7 +481,7 @@ async def test_wrong_password(sim: OnvifCameraSimulator) -> None:
     client = _client(sim, password="wrong")
     with pytest.raises(OnvifAuthError):
         await client.connect()
-    assert not client.connected
+    assert not _connected(client)
     assert any(call.fault == "NotAuthorized" for call in sim.soap_calls)
 
 
@@ -558,7 +572,7 @@ async def test_firmware_upload(
     http: aiohttp.ClientSession,
     tmp_path: Path,
 ) -> None:
-    """Start, stream the file, camera offline for ExpectedDownTime, new version."""
+    """Start, stream the open file, camera offline for ExpectedDownTime, new version."""
     sim.upload_delay = 0.05
     ticket = await client.start_firmware_upgrade()
     assert ticket.upload_uri.startswith(f"{sim.url}/onvif/firmware_upload/")
@@ -569,22 +583,26 @@ async def test_firmware_upload(
     firmware.write_bytes(content)
     seen: list[tuple[int, int]] = []
 
-    with pytest.raises(OnvifUploadError) as early:
-        await proto.upload_firmware(http, ticket.upload_uri, firmware)
-    assert early.value.status == 503
+    with firmware.open("rb") as file:
+        with pytest.raises(OnvifUploadError) as early:
+            await upload.upload_firmware(http, ticket.upload_uri, file)
+        assert early.value.status == 503
+        assert not sim.uploads
 
-    await asyncio.sleep(ticket.upload_delay)
-    await proto.upload_firmware(
-        http,
-        ticket.upload_uri,
-        firmware,
-        progress=lambda sent, total: seen.append((sent, total)),
-    )
-    upload = sim.uploads[-1]
-    assert (upload.status, upload.size) == (200, len(content))
-    assert upload.sha256 == hashlib.sha256(content).hexdigest()
-    assert upload.content_type == "application/octet-stream"
-    assert not upload.chunked  # Content-Length, not chunked
+        await asyncio.sleep(ticket.upload_delay)
+        file.seek(0)
+        await upload.upload_firmware(
+            http,
+            ticket.upload_uri,
+            file,
+            progress=lambda sent, total: seen.append((sent, total)),
+        )
+        assert not file.closed  # the caller's file: the caller closes it
+    record = sim.uploads[-1]
+    assert (record.status, record.size) == (200, len(content))
+    assert record.sha256 == hashlib.sha256(content).hexdigest()
+    assert record.content_type == "application/octet-stream"
+    assert not record.chunked  # Content-Length, not chunked
     assert len(seen) == 5
     assert seen[-1] == (len(content), len(content))
 
@@ -609,18 +627,51 @@ async def test_firmware_upload_refused(
     ticket = await client.start_firmware_upgrade()
     firmware = tmp_path / "bad.bin"
     firmware.write_bytes(b"not a firmware")
-    with pytest.raises(OnvifUploadError) as err:
-        await proto.upload_firmware(http, ticket.upload_uri, firmware)
+    with firmware.open("rb") as file, pytest.raises(OnvifUploadError) as err:
+        await upload.upload_firmware(http, ticket.upload_uri, file)
     assert err.value.status == 415
     assert "unsupported firmware file" in str(err.value)
+    assert [(u.status, u.size) for u in sim.uploads] == [(415, 14)]
     assert sim.is_online
     assert (await client.get_device_information()).firmware_version == "8.71.0066"
+
+
+async def test_firmware_upload_answered_mid_body(
+    socket_enabled: None, http: aiohttp.ClientSession, tmp_path: Path
+) -> None:
+    """A camera refusing before it read the body: the client stops, the file stays."""
+    firmware = tmp_path / "fw.bin"
+    firmware.write_bytes(b"x" * (8 * 1024 * 1024))
+    requests: list[str] = []
+
+    async def refuse(request: web.Request) -> web.Response:
+        requests.append(request.path)
+        return web.Response(status=503, text="busy")
+
+    app = web.Application()
+    app.router.add_post("/up", refuse)
+    # No lingering: aiohttp's server closes a connection whose body it did not read.
+    runner = web.AppRunner(app, access_log=None, lingering_time=0)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    try:
+        with firmware.open("rb") as file:
+            with pytest.raises(OnvifUploadError) as err:
+                await upload.upload_firmware(
+                    http, f"http://127.0.0.1:{site.port}/up", file
+                )
+            assert file.read(1) in {b"x", b""}  # still open and usable
+    finally:
+        await runner.cleanup()
+    assert err.value.status == 503
+    assert requests == ["/up"]
 
 
 async def test_firmware_upload_transport_errors(
     socket_enabled: None, http: aiohttp.ClientSession, tmp_path: Path
 ) -> None:
-    """Refused connection and a stalled answer are typed; a missing file is OSError."""
+    """Refused connection and a stalled answer are typed."""
     firmware = tmp_path / "fw.bin"
     firmware.write_bytes(b"x" * 10)
 
@@ -632,20 +683,51 @@ async def test_firmware_upload_transport_errors(
 
     runner, port = await _serve(stall)
     await runner.cleanup()  # nothing listens there any more
-    with pytest.raises(OnvifConnectionError):
-        await proto.upload_firmware(http, f"http://127.0.0.1:{port}/up", firmware)
+    with firmware.open("rb") as file, pytest.raises(OnvifConnectionError):
+        await upload.upload_firmware(http, f"http://127.0.0.1:{port}/up", file)
 
     runner, port = await _serve(stall)
     try:
-        with pytest.raises(OnvifTimeoutError):
-            await proto.upload_firmware(
-                http, f"http://127.0.0.1:{port}/up", firmware, upload_timeout=0.2
+        with firmware.open("rb") as file, pytest.raises(OnvifTimeoutError):
+            await upload.upload_firmware(
+                http, f"http://127.0.0.1:{port}/up", file, upload_timeout=0.2
             )
     finally:
         release.set()
         await runner.cleanup()
-    with pytest.raises(FileNotFoundError):
-        await proto.upload_firmware(http, "http://127.0.0.1:1/", tmp_path / "missing")
+
+
+async def test_firmware_upload_file_errors(
+    socket_enabled: None, http: aiohttp.ClientSession, tmp_path: Path
+) -> None:
+    """A file that cannot be read, or that shrinks: OSError, not a device error."""
+    received: list[int] = []
+
+    async def receive(request: web.Request) -> web.Response:
+        received.append(len(await request.read()))
+        return web.Response()
+
+    runner, port = await _serve(receive)
+    url = f"http://127.0.0.1:{port}/up"
+    firmware = tmp_path / "fw.bin"
+    try:
+        with firmware.open("wb") as file:  # open for writing only: reads fail
+            file.write(b"x" * 10)
+            file.seek(0)
+            with pytest.raises(OSError, match="read"):
+                await upload.upload_firmware(http, url, file)
+
+        firmware.write_bytes(b"x" * 200_000)
+
+        def shrink(sent: int, _total: int) -> None:
+            if sent == 65536:
+                firmware.write_bytes(b"x" * 70_000)
+
+        with firmware.open("rb") as file, pytest.raises(OSError, match="ended"):
+            await upload.upload_firmware(http, url, file, progress=shrink)
+    finally:
+        await runner.cleanup()
+    assert received == []  # no complete upload reached the camera
 
 
 # ---------------------------------------------------------------------- transport
@@ -662,7 +744,7 @@ async def test_unreachable_and_silent_cameras(socket_enabled: None) -> None:
     client = OnvifClient(host="127.0.0.1", port=port, username="u", password="p")
     with pytest.raises(OnvifConnectionError):
         await client.connect()
-    assert not client.connected
+    assert not _connected(client)
 
     async def silent(
         reader: asyncio.StreamReader, writer: asyncio.StreamWriter
@@ -678,7 +760,7 @@ async def test_unreachable_and_silent_cameras(socket_enabled: None) -> None:
         )
         with pytest.raises(OnvifTimeoutError):
             await client.connect()
-        assert not client.connected
+        assert not _connected(client)
     finally:
         server.close()
         await server.wait_closed()
@@ -706,7 +788,7 @@ async def test_not_an_onvif_camera(
         client = OnvifClient(host="127.0.0.1", port=port, username="u", password="p")
         with pytest.raises(error):
             await client.connect()
-        assert not client.connected
+        assert not _connected(client)
     finally:
         await runner.cleanup()
 
@@ -727,7 +809,7 @@ async def test_empty_soap_answers(socket_enabled: None) -> None:
         client = OnvifClient(host="127.0.0.1", port=port, username="u", password="p")
         with pytest.raises(OnvifParseError):
             await client.connect()
-        assert not client.connected
+        assert not _connected(client)
     finally:
         await runner.cleanup()
 
@@ -748,7 +830,7 @@ async def test_close_on_every_connect_failure(
             closed.append(self)
             await super().close()
 
-    monkeypatch.setattr(proto, "ONVIFCamera", Recording)
+    monkeypatch.setattr(onvif_client, "ONVIFCamera", Recording)
     bad = _client(sim, password="wrong")
     with pytest.raises(OnvifAuthError):
         await bad.connect()
@@ -768,7 +850,7 @@ async def test_directed_unicast_discovery(sim: OnvifCameraSimulator) -> None:
     port = await sim.start_discovery()
     assert sim.discovery_port == port
     found = await asyncio.to_thread(
-        proto.discover_cameras, address="127.0.0.1", port=port, timeout=3
+        discovery.discover_cameras, address="127.0.0.1", port=port, timeout=3
     )
     assert len(found) == 1
     camera = found[0]
@@ -794,14 +876,14 @@ async def test_discovery_with_mac_scope_and_silence(socket_enabled: None) -> Non
     try:
         port = await sim.start_discovery()
         (camera,) = await asyncio.to_thread(
-            proto.discover_cameras, address="127.0.0.1", port=port, timeout=3
+            discovery.discover_cameras, address="127.0.0.1", port=port, timeout=3
         )
         assert (camera.name, camera.mac_address) == ("Cam 1", "00:07:5f:9c:4e:21")
         assert camera.hardware is None
         await sim.stop()  # the responder is gone: nobody answers
         assert (
             await asyncio.to_thread(
-                proto.discover_cameras, address="127.0.0.1", port=port, timeout=0.2
+                discovery.discover_cameras, address="127.0.0.1", port=port, timeout=0.2
             )
             == []
         )
@@ -856,8 +938,8 @@ def test_multicast_discovery_at_the_library_boundary(
         def stop(self) -> None:
             calls.append("stop")
 
-    monkeypatch.setattr(proto, "WSDiscovery", FakeDiscovery)
-    found = proto.discover_cameras(timeout=1)
+    monkeypatch.setattr(discovery, "WSDiscovery", FakeDiscovery)
+    found = discovery.discover_cameras(timeout=1)
     assert calls == [
         "init [('relates_to', True), ('ttl', 4)]",
         "start",
@@ -874,9 +956,9 @@ def test_multicast_discovery_at_the_library_boundary(
         def start(self) -> None:
             raise OSError("address in use")
 
-    monkeypatch.setattr(proto, "WSDiscovery", BrokenDiscovery)
+    monkeypatch.setattr(discovery, "WSDiscovery", BrokenDiscovery)
     with pytest.raises(OnvifConnectionError):
-        proto.discover_cameras(timeout=1)
+        discovery.discover_cameras(timeout=1)
 
 
 # ---------------------------------------------------------------------- units
@@ -899,14 +981,14 @@ def test_translate_error() -> None:
         (RuntimeError("a bug"), None),
     ]
     for exception, expected in cases:
-        error = proto.translate_error(exception, "Op")
+        error = errors.translate_error(exception, "Op")
         if expected is None:
             assert error is None
         else:
             assert type(error) is expected, exception
     same = OnvifParseError("x")
-    assert proto.translate_error(same, "Op") is same
-    fault = proto.translate_error(Fault("boom", code="env:Receiver"), "Op")
+    assert errors.translate_error(same, "Op") is same
+    fault = errors.translate_error(Fault("boom", code="env:Receiver"), "Op")
     assert isinstance(fault, OnvifFaultError)
     assert (fault.code, fault.subcodes, fault.subcode) == ("Receiver", (), None)
 
@@ -919,18 +1001,18 @@ def test_apply_encoder_changes() -> None:
         "RateControl": {"FrameRateLimit": 5, "EncodingInterval": 1, "BitrateLimit": 1},
         "H264": None,
     }
-    switched = proto.apply_encoder_changes(jpeg, EncoderChanges(encoding="H264"))
+    switched = changes.apply_encoder_changes(jpeg, EncoderChanges(encoding="H264"))
     assert switched["H264"] == {"GovLength": 30, "H264Profile": "Main"}
     assert jpeg["H264"] is None  # the input is not modified
     with pytest.raises(OnvifNotSupportedError):
-        proto.apply_encoder_changes(jpeg, EncoderChanges(gov_length=10))
+        changes.apply_encoder_changes(jpeg, EncoderChanges(gov_length=10))
     with pytest.raises(OnvifNotSupportedError):
-        proto.apply_encoder_changes({"Encoding": "H264"}, EncoderChanges(fps=5))
-    mpeg4 = proto.apply_encoder_changes(
+        changes.apply_encoder_changes({"Encoding": "H264"}, EncoderChanges(fps=5))
+    mpeg4 = changes.apply_encoder_changes(
         {"Encoding": "JPEG"}, EncoderChanges(encoding="MPEG4", gov_length=12)
     )
     assert mpeg4["MPEG4"] == {"GovLength": 12, "Mpeg4Profile": "SP"}
-    unchanged = proto.apply_encoder_changes(
+    unchanged = changes.apply_encoder_changes(
         jpeg, EncoderChanges(quality=1, bitrate_kbps=64)
     )
     assert (unchanged["Quality"], unchanged["RateControl"]["FrameRateLimit"]) == (1, 5)
@@ -942,43 +1024,45 @@ def test_apply_encoder_changes() -> None:
 def test_apply_imaging_changes() -> None:
     """Mode/level pairs keep what the camera had; a level alone needs a mode."""
     current = {"Brightness": 1.0, "WideDynamicRange": {"Mode": "ON", "Level": 5.0}}
-    new = proto.apply_imaging_changes(
+    new = changes.apply_imaging_changes(
         current, ImagingSettings(wide_dynamic_range="OFF", saturation=3)
     )
     assert new["WideDynamicRange"] == {"Mode": "OFF", "Level": 5.0}
     assert new["ColorSaturation"] == 3.0
     assert current["WideDynamicRange"] == {"Mode": "ON", "Level": 5.0}
     with pytest.raises(OnvifNotSupportedError):
-        proto.apply_imaging_changes({}, ImagingSettings(backlight_compensation_level=3))
+        changes.apply_imaging_changes(
+            {}, ImagingSettings(backlight_compensation_level=3)
+        )
 
 
 def test_small_parsers() -> None:
     """MAC, resolution, durations, discovery scopes, odd shapes."""
-    assert proto.normalize_mac("00-07-5F-9C-4E-21") == "00:07:5f:9c:4e:21"
-    assert proto.normalize_mac("0007.5f9c.4e21") == "00:07:5f:9c:4e:21"
-    assert proto.normalize_mac("00:00:00:00:00:00") is None
-    assert proto.normalize_mac("nonsense") is None
-    assert proto.normalize_mac(None) is None
+    assert messages.normalize_mac("00-07-5F-9C-4E-21") == "00:07:5f:9c:4e:21"
+    assert messages.normalize_mac("0007.5f9c.4e21") == "00:07:5f:9c:4e:21"
+    assert messages.normalize_mac("00:00:00:00:00:00") is None
+    assert messages.normalize_mac("nonsense") is None
+    assert messages.normalize_mac(None) is None
     assert Resolution.parse(" 1920 X 1080 ") == Resolution(1920, 1080)
     with pytest.raises(ValueError, match="WxH"):
         Resolution.parse("big")
-    assert proto._seconds(dt.timedelta(seconds=90)) == 90
+    assert messages.seconds(dt.timedelta(seconds=90)) == 90
 
     class Months:  # isodate.Duration (years and months) converts from a start
         def totimedelta(self, start: dt.datetime) -> dt.timedelta:
             return dt.timedelta(days=31) if start.tzinfo else dt.timedelta()
 
-    assert proto._seconds(Months()) == 31 * 86400
-    assert proto._seconds("PT5S") is None
+    assert messages.seconds(Months()) == 31 * 86400
+    assert messages.seconds("PT5S") is None
     assert (
-        proto.parse_network_interfaces(
+        messages.parse_network_interfaces(
             {"Enabled": True, "Info": {"HwAddress": "AA:BB:CC:DD:EE:FF"}}
         )[0].mac_address
         == "aa:bb:cc:dd:ee:ff"
     )
     assert (
-        proto.mac_from_interfaces(
-            proto.parse_network_interfaces(
+        messages.mac_from_interfaces(
+            messages.parse_network_interfaces(
                 [
                     {"Enabled": True, "Info": {"HwAddress": "02:00:00:00:00:01"}},
                     {"Enabled": False, "Info": {"HwAddress": "02:00:00:00:00:02"}},
@@ -989,31 +1073,31 @@ def test_small_parsers() -> None:
         )
         == "02:00:00:00:00:03"
     )
-    assert proto.parse_profiles(
+    assert messages.parse_profiles(
         [None, {"token": "p", "VideoEncoderConfiguration": None}]
-    )[0] == proto.MediaProfile(
+    )[0] == models.MediaProfile(
         token="p", name=None, video_source_token=None, video_encoder=None
     )
-    encoder = proto.parse_video_encoder_configuration(
+    encoder = messages.parse_video_encoder_configuration(
         {"token": "t", "Encoding": "JPEG", "MPEG4": {"GovLength": "7"}, "Quality": "x"}
     )
     assert (encoder.gov_length, encoder.quality, encoder.resolution) == (7, None, None)
     assert (
-        proto.parse_video_encoder_options(
+        messages.parse_video_encoder_options(
             {"H264": {"ResolutionsAvailable": [{"Width": 0, "Height": 1}]}}
         )
         .encodings[0]
         .resolutions
         == ()
     )
-    assert proto._int(True) is None
-    assert proto._int("x") is None
-    assert proto._float(True) is None
-    assert proto._strings("Main") == ("Main",)
-    assert proto._local_name("{urn:x}Name") == "Name"
-    assert proto._local_name("ter:Name") == "Name"
-    assert proto._dicts({"a": [{"b": 1}]}) == {"a": [{"b": 1}]}
-    camera = proto.parse_discovered(
+    assert messages._int(True) is None
+    assert messages._int("x") is None
+    assert messages._float(True) is None
+    assert messages._strings("Main") == ("Main",)
+    assert errors.local_name("{urn:x}Name") == "Name"
+    assert errors.local_name("ter:Name") == "Name"
+    assert changes._dicts({"a": [{"b": 1}]}) == {"a": [{"b": 1}]}
+    camera = discovery.parse_discovered(
         "urn:x",
         ["http://10.0.0.9/onvif/device_service", ""],
         ["onvif://www.onvif.org/name/", "onvif://www.onvif.org/Name/Second%20try", ""],
@@ -1026,7 +1110,7 @@ def test_small_parsers() -> None:
 
 
 async def test_other_answer_shapes(
-    client: OnvifClient, monkeypatch: pytest.MonkeyPatch
+    sim: OnvifCameraSimulator, client: OnvifClient, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Answer shapes the simulator does not produce: relative URI, none, a Message."""
     answers: list[Any] = [
@@ -1040,7 +1124,7 @@ async def test_other_answer_shapes(
 
     monkeypatch.setattr(client, "call", call)
     ticket = await client.start_firmware_upgrade()
-    assert ticket.upload_uri == f"http://{client.host}:{client.port}/upload/1"
+    assert ticket.upload_uri == f"{sim.url}/upload/1"  # joined to the device XAddr
     assert (ticket.upload_delay, ticket.expected_down_time) == (0.0, None)
     with pytest.raises(OnvifParseError):
         await client.start_firmware_upgrade()

@@ -389,7 +389,8 @@ class OnvifCameraSimulator(LoopbackDevice):
     host; negative: behind), ``clock_tolerance``, ``ignored_fields``,
     ``config_modify_fault``, ``reject_firmware``, ``reboot_seconds``,
     ``upload_delay``, ``expected_down_time``, ``next_firmware_version``,
-    ``firmware_version``.
+    ``firmware_version``, ``serial_number``, ``upload_uri`` (the UploadUri to hand
+    out instead of one on this server).
     """
 
     def __init__(
@@ -463,6 +464,12 @@ class OnvifCameraSimulator(LoopbackDevice):
         self.firmware_version = _xml_get_tds(
             self._capture["GetDeviceInformation"], "FirmwareVersion"
         )
+        #: GetDeviceInformation's SerialNumber (a test may swap the device).
+        self.serial_number = _xml_get_tds(
+            self._capture["GetDeviceInformation"], "SerialNumber"
+        )
+        #: The UploadUri StartFirmwareUpgrade answers (None: one on this server).
+        self.upload_uri: str | None = None
         self._encoders: dict[str, str] = dict(
             _VEC_RE.findall(self._capture["GetProfiles"])
         )
@@ -760,18 +767,25 @@ class OnvifCameraSimulator(LoopbackDevice):
         return None
 
     async def _handle_upload(self, request: web.Request) -> web.StreamResponse:
-        """Receive a firmware file POSTed to an UploadUri."""
+        """Receive a firmware file POSTed to an UploadUri.
+
+        The body is read to its end before any answer, refusals included. Answered
+        mid-body, the client aborts its upload and closes the connection, while
+        aiohttp's server keeps waiting for the rest of the body ("lingering", 10 s)
+        in a task that nothing wakes: neither the closed connection nor `stop()`.
+        """
         issued = self._tickets.get(request.match_info["ticket"])
-        if issued is None:
-            return web.Response(status=404, text="no such upload")
-        if time.monotonic() - issued < self.upload_delay:
-            return web.Response(status=503, text="not ready for the upload yet")
+        early = issued is not None and time.monotonic() - issued < self.upload_delay
         content_type = request.headers.get("Content-Type", "")
         hasher = hashlib.sha256()
         size = 0
         async for chunk in request.content.iter_chunked(64 * 1024):
             hasher.update(chunk)
             size += len(chunk)
+        if issued is None:
+            return web.Response(status=404, text="no such upload")
+        if early:
+            return web.Response(status=503, text="not ready for the upload yet")
         ok = (
             content_type.split(";")[0].strip().lower() == "application/octet-stream"
             and size > 0
@@ -850,11 +864,12 @@ class OnvifCameraSimulator(LoopbackDevice):
         )
 
     def _get_device_information(self, _request: ET.Element) -> _Reply:
-        xml = re.sub(
-            r"(<tds:FirmwareVersion>)[^<]*(</tds:FirmwareVersion>)",
-            lambda m: f"{m.group(1)}{escape(self.firmware_version)}{m.group(2)}",
+        xml = _set_tds(
             self._capture["GetDeviceInformation"],
+            "FirmwareVersion",
+            self.firmware_version,
         )
+        xml = _set_tds(xml, "SerialNumber", self.serial_number)
         return _Reply(200, xml.encode())
 
     def _get_network_interfaces(self, _request: ET.Element) -> _Reply:
@@ -882,7 +897,9 @@ class OnvifCameraSimulator(LoopbackDevice):
         self._tickets[ticket] = time.monotonic()
         body = (
             "<tds:StartFirmwareUpgradeResponse>"
-            f"<tds:UploadUri>{self.url}{UPLOAD_PATH}/{ticket}</tds:UploadUri>"
+            "<tds:UploadUri>"
+            f"{escape(self.upload_uri or f'{self.url}{UPLOAD_PATH}/{ticket}')}"
+            "</tds:UploadUri>"
             f"<tds:UploadDelay>{_duration(self.upload_delay)}</tds:UploadDelay>"
             "<tds:ExpectedDownTime>"
             f"{_duration(self.expected_down_time)}</tds:ExpectedDownTime>"
@@ -1120,6 +1137,16 @@ def _xml_get_tds(xml: str, name: str) -> str:
     if match is None:
         raise KeyError(name)
     return match.group(1)
+
+
+def _set_tds(xml: str, name: str, value: str) -> str:
+    """Replace the text of the first ``<tds:name>`` of ``xml``."""
+    return re.sub(
+        rf"(<tds:{name}>)[^<]*(</tds:{name}>)",
+        lambda m: f"{m.group(1)}{escape(value)}{m.group(2)}",
+        xml,
+        count=1,
+    )
 
 
 def _invalid(what: str) -> _SoapFaultError:

@@ -20,12 +20,7 @@ from typing import Final
 from homeassistant.core import HomeAssistant
 
 from ...const import LOGGER
-from .protocol.client import (
-    DISCOVERY_PORT,
-    DiscoveredCamera,
-    OnvifError,
-    discover_cameras,
-)
+from .protocol import DISCOVERY_PORT, DiscoveredCamera, OnvifError, discover_cameras
 
 ENV_DISCOVERY_TARGET: Final = "FIRMWARE_HUB_ONVIF_DISCOVERY"
 

@@ -1,18 +1,18 @@
 """ONVIF settings sensors: one set per video encoder configuration, and imaging.
 
-Created at setup from what the camera reported then (`FirmwareState.details`):
-``encoders`` (configuration token → resolution, codec, fps, bitrate, GOV length) and
-``imaging`` (video source token → the imaging values the camera reports; a value it
-does not report gets no sensor). Encoder sensors are named after the configuration's
-first media profile (``Profile_L1S1 resolution``), which is what video software
-shows; imaging sensors carry the video source only when the camera has several.
+Created at setup from what the camera reported then (`OnvifFacts` in the state):
+its encoder configurations (resolution, codec, fps, bitrate, GOV length) and each
+video source's imaging settings (a value the camera does not report gets no sensor).
+Encoder sensors are named after the configuration's first media profile
+(``Profile_L1S1 resolution``), which is what video software shows; imaging sensors
+carry the video source only when the camera has several.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, fields
+from typing import Any, Final
 
 from homeassistant.components.sensor import (
     SensorDeviceClass,
@@ -24,10 +24,18 @@ from homeassistant.helpers.typing import StateType
 
 from ...coordinator import FirmwareCoordinator
 from ...entity import FirmwareHubEntity
-from .backend import IMAGING_VALUES
+from .facts import EncoderFacts, OnvifFacts
+from .protocol import ImagingSettings
 
 ENCODERS = "encoders"
 IMAGING = "imaging"
+#: Imaging values shown as sensors (the settings and the levels of WDR and BLC).
+IMAGING_VALUES: Final = tuple(f.name for f in fields(ImagingSettings))
+
+
+def _facts(coordinator: FirmwareCoordinator) -> OnvifFacts:
+    facts = coordinator.data.facts
+    return facts if isinstance(facts, OnvifFacts) else OnvifFacts()
 
 
 def _number(value: Any) -> StateType:
@@ -183,28 +191,31 @@ IMAGING_SENSORS: Mapping[str, OnvifSensorEntityDescription] = {
 
 def onvif_sensors(coordinator: FirmwareCoordinator) -> list[SensorEntity]:
     """Return the sensors of the encoders and imaging values the camera reported."""
-    details = coordinator.data.details
+    facts = _facts(coordinator)
     sensors: list[SensorEntity] = []
-    encoders: Mapping[str, Mapping[str, Any]] = details.get(ENCODERS) or {}
-    for token, encoder in encoders.items():
-        placeholders = {"encoder": str(encoder.get("label") or token)}
+    for encoder in facts.encoders:
+        placeholders = {"encoder": encoder.label or encoder.token}
         sensors.extend(
-            OnvifSettingSensor(coordinator, description, ENCODERS, token, placeholders)
+            OnvifSettingSensor(
+                coordinator, description, ENCODERS, encoder.token, placeholders
+            )
             for description in ENCODER_SENSORS
         )
-    imaging: Mapping[str, Mapping[str, Any]] = details.get(IMAGING) or {}
-    several = len(imaging) > 1
-    for source, values in imaging.items():
+    several = len(facts.imaging) > 1
+    for item in facts.imaging:
+        reported = item.settings.reported()
         for field in IMAGING_VALUES:
-            if field not in values:
+            if field not in reported:
                 continue
             description = IMAGING_SENSORS[field]
             named: dict[str, str] = {}
             if several:
                 description = _of_source(description)
-                named["source"] = source
+                named["source"] = item.source
             sensors.append(
-                OnvifSettingSensor(coordinator, description, IMAGING, source, named)
+                OnvifSettingSensor(
+                    coordinator, description, IMAGING, item.source, named
+                )
             )
     return sensors
 
@@ -248,11 +259,11 @@ class OnvifSettingSensor(FirmwareHubEntity, SensorEntity):
         )
         self._attr_translation_placeholders = placeholders
 
-    def _values(self) -> Mapping[str, Any] | None:
-        group: Mapping[str, Mapping[str, Any]] = (
-            self.coordinator.data.details.get(self._group) or {}
-        )
-        return group.get(self._token)
+    def _values(self) -> EncoderFacts | ImagingSettings | None:
+        facts = _facts(self.coordinator)
+        if self._group == ENCODERS:
+            return facts.encoder(self._token)
+        return facts.imaging_of(self._token)
 
     @property
     def available(self) -> bool:
@@ -262,7 +273,6 @@ class OnvifSettingSensor(FirmwareHubEntity, SensorEntity):
     @property
     def native_value(self) -> StateType:
         """Return the setting's value."""
-        values = self._values() or {}
-        return self.entity_description.value_fn(
-            values.get(self.entity_description.field)
-        )
+        values = self._values()
+        value = getattr(values, self.entity_description.field, None)
+        return self.entity_description.value_fn(value)
