@@ -227,7 +227,9 @@ class FirmwareCoordinator(DataUpdateCoordinator[FirmwareState]):
                 try:
                     final = await install(self.async_set_updated_data)
                 except InstallRefusedError as err:
-                    # Nothing was sent to the device: no failure to report.
+                    # Nothing that changes the device was sent: no failure to
+                    # report, and no install to follow.
+                    await self._async_write_journal(None)
                     raise translated_error(err) from err
                 except InstallError as err:
                     await self._async_write_journal(None)
