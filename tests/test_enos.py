@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncGenerator, Callable
+from datetime import timedelta
 import hashlib
 import json
 import logging
@@ -18,6 +19,7 @@ from homeassistant.core import HomeAssistant
 from homeassistant.data_entry_flow import FlowResultType
 from homeassistant.exceptions import HomeAssistantError
 from homeassistant.helpers import device_registry as dr
+from homeassistant.util import dt as dt_util
 import pytest
 from pytest_homeassistant_custom_component.common import (
     MockConfigEntry,
@@ -547,3 +549,40 @@ async def test_version_list_keeps_pushed_offers(
         "button", "press", {ATTR_ENTITY_ID: CHECK}, blocking=True
     )
     assert hass.states.get(UPDATE).attributes["latest_version"] == "2.0.0"
+
+
+async def test_adding_a_device_reports_nothing_and_warns_nothing(
+    hass: HomeAssistant, sim: EnosSimulator, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The config flow's cloud check only logs in: no inform, no warning."""
+    flow_id = await _enos_form(hass)
+    result = await hass.config_entries.flow.async_configure(flow_id, _data(sim))
+    assert result["type"] is FlowResultType.CREATE_ENTRY
+    await hass.async_block_till_done()
+    await _until(hass, lambda: hass.states.get(CLOUD).state == STATE_ON)
+    # Only the entry's own connection reported the version (the flow's did not).
+    assert len(sim.cloud.informs) == 1
+    warnings = [
+        record.getMessage()
+        for record in caplog.records
+        if record.name.startswith("custom_components.firmware_hub")
+        and record.levelno >= logging.WARNING
+    ]
+    assert warnings == []
+
+
+async def test_getversion_at_every_check_interval(
+    hass: HomeAssistant, sim: EnosSimulator
+) -> None:
+    """A check tick that fires a moment before the check is due still asks.
+
+    (It used to skip the tick, asking only every second interval.)
+    """
+    entry = await _setup(hass, sim, check_interval_minutes=15)
+    coordinator = entry.runtime_data.coordinator
+    for _ in range(3):
+        asked = len(sim.cloud.getversion_requests)
+        coordinator.next_check = dt_util.utcnow() + timedelta(seconds=1)
+        await coordinator.async_refresh()
+        await _until(hass, lambda: len(sim.cloud.getversion_requests) > asked)
+        assert coordinator.next_check > dt_util.utcnow() + timedelta(minutes=14)

@@ -145,6 +145,8 @@ class EnosBackend(BridgeBackend):
         self._client.add_disconnected_listener(self._on_disconnected)
         self._client.set_upgrade_handler(self._on_upgrade)
         self._tasks: set[asyncio.Task[Any]] = set()
+        #: True while the config flow only checks the login.
+        self._validating = False
         self._closed = asyncio.Event()
         self._last_step = (-1, 0.0)
         #: Outcome steps (100, failures) to send once connected again.
@@ -165,7 +167,11 @@ class EnosBackend(BridgeBackend):
     # ------------------------------------------------------------ connection
 
     async def async_check_cloud(self) -> None:
-        """Log in once (config flow): the cloud must accept the device's sign."""
+        """Log in once (config flow): the cloud must accept the device's sign.
+
+        A validation connection reports nothing: no inform, no version request.
+        """
+        self._validating = True
         try:
             await self._client.connect()
         except EnosAuthError as err:
@@ -174,6 +180,7 @@ class EnosBackend(BridgeBackend):
             raise DeviceConnectionError(str(err)) from err
         finally:
             await self._client.disconnect()
+            self._validating = False
 
     async def async_run(self) -> None:
         """Log in (retrying until it works), then let the client reconnect."""
@@ -209,6 +216,8 @@ class EnosBackend(BridgeBackend):
 
     async def _on_connected(self) -> None:
         """Report the installed version on every connect (EnOS requires it)."""
+        if self._validating:
+            return
         self.set_connected(True)
         try:
             await self._client.inform(self._installed)
