@@ -584,5 +584,7 @@ async def test_getversion_at_every_check_interval(
         asked = len(sim.cloud.getversion_requests)
         coordinator.next_check = dt_util.utcnow() + timedelta(seconds=1)
         await coordinator.async_refresh()
-        await _until(hass, lambda: len(sim.cloud.getversion_requests) > asked)
+        await _until(
+            hass, lambda asked=asked: len(sim.cloud.getversion_requests) > asked
+        )
         assert coordinator.next_check > dt_util.utcnow() + timedelta(minutes=14)
