@@ -211,14 +211,14 @@ async def test_flow_errors(hass: HomeAssistant, sim: EnosSimulator) -> None:
     result = await hass.config_entries.flow.async_configure(
         flow_id, _data(sim, device_secret="wrong")
     )
-    assert result["errors"] == {"base": "invalid_auth"}
+    assert result["errors"] == {"base": "cloud_invalid_auth"}
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     result = await hass.config_entries.flow.async_configure(
         flow_id, _data(sim, port=port)
     )
-    assert result["errors"] == {"base": "cannot_connect"}
+    assert result["errors"] == {"base": "cloud_cannot_connect"}
 
 
 async def test_reauth_reconfigure_options(
@@ -231,7 +231,7 @@ async def test_reauth_reconfigure_options(
     result = await hass.config_entries.flow.async_configure(
         result["flow_id"], {"device_secret": "still-wrong"}
     )
-    assert result["errors"] == {"base": "invalid_auth"}
+    assert result["errors"] == {"base": "cloud_invalid_auth"}
     result = await hass.config_entries.flow.async_configure(
         result["flow_id"], {"device_secret": "N3w-secret-99"}
     )

@@ -221,7 +221,7 @@ async def test_flow_server_down(hass: HomeAssistant, socket_enabled: None) -> No
             "max_package_mb": 64,
         },
     )
-    assert result["errors"] == {"base": "cannot_connect"}
+    assert result["errors"] == {"base": "cloud_cannot_connect"}
 
 
 async def test_reconfigure_and_options(

@@ -21,7 +21,14 @@ from .core.backend import (
 
 #: Error keys the config flow shows as they are (they have a `config.error` text).
 _FORM_KEYS: Final = frozenset(
-    {"invalid_auth", "insecure_auth", "cannot_connect", "registration_refused"}
+    {
+        "invalid_auth",
+        "insecure_auth",
+        "cannot_connect",
+        "cloud_invalid_auth",
+        "cloud_cannot_connect",
+        "registration_refused",
+    }
 )
 #: Otherwise the form error follows the error's class.
 _FORM_BY_CLASS: Final[tuple[tuple[type[BackendError], str], ...]] = (

@@ -42,6 +42,18 @@ class DeviceConnectionError(BackendError):
     key = "cannot_connect"
 
 
+class CloudAuthError(DeviceAuthError):
+    """The cloud refused the device's credentials (bridges)."""
+
+    key = "cloud_invalid_auth"
+
+
+class CloudConnectionError(DeviceConnectionError):
+    """The cloud could not be reached (bridges)."""
+
+    key = "cloud_cannot_connect"
+
+
 class DeviceResponseError(BackendError):
     """The device answered, but not with what the protocol promises."""
 

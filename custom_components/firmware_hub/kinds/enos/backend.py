@@ -30,7 +30,7 @@ from typing import Any, Final
 
 import aiohttp
 
-from ...core.backend import DeviceAuthError, DeviceConnectionError
+from ...core.backend import CloudAuthError, CloudConnectionError
 from ...core.bridge import BridgeBackend, BridgeOffer, BridgeSettings, HandOff
 from ...core.models import DeviceIdentity, FirmwareState
 from ...core.packages import Package, RetryPolicy
@@ -175,9 +175,9 @@ class EnosBackend(BridgeBackend):
         try:
             await self._client.connect()
         except EnosAuthError as err:
-            raise DeviceAuthError(str(err)) from err
+            raise CloudAuthError(str(err)) from err
         except EnosConnectionError as err:
-            raise DeviceConnectionError(str(err)) from err
+            raise CloudConnectionError(str(err)) from err
         finally:
             await self._client.disconnect()
             self._validating = False

@@ -19,7 +19,7 @@ from typing import Any, Final
 
 import aiohttp
 
-from ...core.backend import BackendError, DeviceConnectionError, DeviceResponseError
+from ...core.backend import BackendError, CloudConnectionError, DeviceResponseError
 from ...core.bridge import BridgeBackend, BridgeOffer, BridgeSettings, HandOff
 from ...core.models import DeviceIdentity, FirmwareState
 from ...core.packages import Package
@@ -154,7 +154,7 @@ class MilingBackend(BridgeBackend):
                 f"registration refused with Status {err.status}", status=str(err.status)
             ) from err
         except MilingConnectionError as err:
-            raise DeviceConnectionError(str(err)) from err
+            raise CloudConnectionError(str(err)) from err
         except MilingError as err:
             raise DeviceResponseError(str(err)) from err
 
