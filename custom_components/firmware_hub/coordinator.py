@@ -570,6 +570,14 @@ class FirmwareCoordinator(DataUpdateCoordinator[FirmwareState]):
                 translation_key="install_verification_failed",
                 **common,
             )
+        elif err.key == "serial_mismatch":
+            ir.async_create_issue(
+                self.hass,
+                DOMAIN,
+                self._repair_id,
+                translation_key="install_serial_mismatch",
+                **common,
+            )
         elif err.key == "reboot_timeout":
             ir.async_create_issue(
                 self.hass,
