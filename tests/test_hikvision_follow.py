@@ -26,7 +26,7 @@ from custom_components.firmware_hub.kinds.hikvision.backend import (
 )
 from custom_components.firmware_hub.kinds.hikvision.protocol import IsapiClient
 
-from .simulators.isapi import IsapiCameraSimulator
+from .simulators.isapi import IsapiCameraSimulator, OnlineUpgrade
 
 DOWNLOAD = "/ISAPI/System/onlineUpgrade/downloadPackage"
 FLASH = "/ISAPI/System/onlineUpgrade/upgradeWithoutDownload"
@@ -60,6 +60,13 @@ def build(session: aiohttp.ClientSession) -> BackendFactory:
         return HikvisionBackend(client, hikvision.DEFAULT_TIMING)
 
     return _build
+
+
+async def _until(condition: Callable[[], bool]) -> None:
+    """Wait (bounded) until `condition()` holds."""
+    async with asyncio.timeout(10):
+        while not condition():
+            await asyncio.sleep(0.01)
 
 
 def _changes(camera: IsapiCameraSimulator) -> tuple[int, int, int]:
@@ -151,8 +158,7 @@ async def test_journal_marker_while_the_camera_reboots(
     camera.firmware_version, camera.firmware_build = "V5.7.20", "build 250110"
     states: list[FirmwareState] = []
     follow = asyncio.create_task(backend.async_follow(_run(camera), states.append))
-    while not states:
-        await asyncio.sleep(0.01)
+    await _until(lambda: bool(states))
     assert states[0].phase is Phase.REBOOTING
     assert states[0].in_progress
     await camera.go_online()
@@ -239,8 +245,7 @@ async def test_reload_during_a_download(
 
     first.journal = record
     task = asyncio.create_task(first.async_install(None, lambda _state: None))
-    while camera.download_status != "downloading":
-        await asyncio.sleep(0.01)
+    await _until(lambda: camera.download_status == "downloading")
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
@@ -258,9 +263,9 @@ async def test_reload_during_a_download(
 
     states: list[FirmwareState] = []
     follow = asyncio.create_task(second.async_follow(marker, states.append))
-    while not states:
-        await asyncio.sleep(0.01)
-    assert states[-1].phase is Phase.DOWNLOADING
+    await _until(lambda: any(s.phase is Phase.DOWNLOADING for s in states))
+    assert states[0].phase is Phase.VERIFYING
+    assert all(s.in_progress for s in states)
     camera.download_steps = 1
     with pytest.raises(InstallError) as err:
         await follow
@@ -271,3 +276,110 @@ async def test_reload_during_a_download(
     final = await second.async_install(None, lambda _state: None)
     assert final.installed_version == OFFER
     assert _changes(camera) == (1, 1, 1)
+
+
+@pytest.mark.parametrize(
+    ("download", "upgrade", "key"),
+    [
+        ("downloadFailed", "notUpgrade", "download_failed"),
+        ("finish", "writeFlashError", "flash_failed"),
+        ("finish", "successful", "reboot_required"),
+    ],
+)
+async def test_journal_marker_of_an_install_that_ended_meanwhile(
+    camera: IsapiCameraSimulator,
+    build: BackendFactory,
+    download: str,
+    upgrade: str,
+    key: str,
+) -> None:
+    """The camera's statuses tell how the journal's install ended; nothing is sent."""
+    camera.force_status(download=download, upgrade=upgrade)
+    backend = build(camera)
+    await backend.async_probe()
+    states: list[FirmwareState] = []
+    with pytest.raises(InstallError) as err:
+        await backend.async_follow(_run(camera), states.append)
+    assert err.value.key == key
+    assert states[0].phase is Phase.VERIFYING
+    assert states[-1].phase is Phase.FAILED
+    assert states[-1].install is None
+    assert _changes(camera) == (0, 0, 0)
+
+
+async def test_journal_marker_after_our_download_finished(
+    camera: IsapiCameraSimulator, build: BackendFactory
+) -> None:
+    """Stopped between download and flash: the next install flashes that package."""
+    camera.hold_package(OFFER)  # what our own download left
+    backend = build(camera)
+    await backend.async_probe()
+    await backend.async_refresh(check=True)
+    with pytest.raises(InstallError) as err:
+        await backend.async_follow(_run(camera), lambda _state: None)
+    assert err.value.key == "install_interrupted"
+    final = await backend.async_install(None, lambda _state: None)
+    assert final.installed_version == OFFER
+    assert _changes(camera) == (0, 1, 1)
+
+
+async def test_follow_a_download_started_elsewhere(
+    camera: IsapiCameraSimulator, build: BackendFactory
+) -> None:
+    """A download from the camera's web page is followed; its package is then used."""
+    camera.download_steps = 3
+    camera.begin_download()
+    backend = build(camera)
+    await backend.async_probe()
+    states: list[FirmwareState] = []
+    final = await backend.async_follow(None, states.append)
+    assert final is not None
+    assert final.phase is Phase.IDLE
+    assert final.install is None
+    assert Phase.DOWNLOADING in {state.phase for state in states}
+    assert _changes(camera) == (0, 0, 0)
+    await backend.async_refresh(check=True)
+    await backend.async_install(None, lambda _state: None)
+    assert camera.running_version == OFFER
+    assert _changes(camera) == (0, 1, 1)
+
+
+async def test_journal_marker_camera_back_on_its_old_firmware(
+    camera: IsapiCameraSimulator, build: BackendFactory
+) -> None:
+    """Rebooted mid-install and back on the old firmware: verification_failed."""
+    backend = build(camera)
+    await backend.async_probe()
+    await camera.go_offline()
+    states: list[FirmwareState] = []
+    follow = asyncio.create_task(backend.async_follow(_run(camera), states.append))
+    await _until(lambda: bool(states))
+    await camera.go_online()
+    with pytest.raises(InstallError) as err:
+        await follow
+    assert err.value.key == "verification_failed"
+    assert _changes(camera) == (0, 0, 0)
+
+
+async def test_nothing_to_follow_without_online_upgrade(
+    camera: IsapiCameraSimulator, build: BackendFactory
+) -> None:
+    """A camera without online upgrade has nothing to follow; no status is read."""
+    camera.online_upgrade = OnlineUpgrade.ABSENT
+    backend = build(camera)
+    await backend.async_probe()
+    assert await backend.async_follow(None, lambda _state: None) is None
+    assert camera.count("GET", "/ISAPI/System/onlineUpgrade/status") == 0
+    assert isinstance(backend.state.facts, HikvisionFacts)
+    assert not backend.state.facts.online_upgrade
+
+
+async def test_restart_of_a_camera_without_upgrade_status(
+    camera: IsapiCameraSimulator, build: BackendFactory
+) -> None:
+    """Status documents answering notSupport: no upgrade can run, restart proceeds."""
+    backend = build(camera)
+    await backend.async_probe()
+    camera.online_upgrade = OnlineUpgrade.ABSENT
+    await backend.async_restart()
+    assert _changes(camera) == (0, 0, 1)

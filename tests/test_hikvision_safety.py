@@ -6,6 +6,7 @@ against the ISAPI simulator and asserts what the camera received.
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import replace
 from typing import Any
 
@@ -195,3 +196,50 @@ async def test_install_journal_is_written_before_the_download(
     assert writes == [("V5.7.20 build 250110", 0), (None, 1)]
     assert backend.state.install is None
     assert camera.running_version == "V5.7.20 build 250110"
+
+
+async def test_install_refused_while_a_flash_waits_for_its_restart(
+    hass: HomeAssistant, camera: IsapiCameraSimulator
+) -> None:
+    """A camera that flashed and waits for its reboot gets no new download."""
+    await _entry(hass, camera)
+    camera.force_status(download="finish", upgrade="successful")
+    with pytest.raises(HomeAssistantError) as err:
+        await _install(hass)
+    assert err.value.translation_key == "restart_pending"
+    assert _changes(camera) == NOTHING_SENT
+
+
+async def test_install_refused_when_the_status_cannot_be_read(
+    hass: HomeAssistant, camera: IsapiCameraSimulator
+) -> None:
+    """An unreachable camera's status is unknown: nothing is sent, nothing failed."""
+    await _entry(hass, camera)
+    finished = async_capture_events(hass, EVENT_UPGRADE_FINISHED)
+    await camera.go_offline()
+    with pytest.raises(HomeAssistantError) as err:
+        await _install(hass)
+    assert err.value.translation_key == "cannot_connect"
+    await camera.go_online()
+    assert _changes(camera) == NOTHING_SENT
+    assert finished == []
+    assert hass.states.get(STATUS).state == "idle"
+
+
+async def test_basic_challenge_mid_install_gets_no_password(
+    hass: HomeAssistant, camera: IsapiCameraSimulator
+) -> None:
+    """A Basic challenge during an install (a downgrade) stops it before flashing."""
+    await _entry(hass, camera)
+    camera.download_steps = 1_000_000
+    task = hass.async_create_task(_install(hass))
+    # (helpers.wait_until would also wait for the install to end.)
+    async with asyncio.timeout(10):
+        while camera.download_status != "downloading":
+            await asyncio.sleep(0.01)
+    camera.auth_scheme = "basic"
+    with pytest.raises(HomeAssistantError) as err:
+        await task
+    assert err.value.translation_key == "insecure_auth"
+    assert "basic" not in {record.authorization for record in camera.requests}
+    assert _changes(camera) == {DOWNLOAD: 1, FLASH: 0, REBOOT: 0}

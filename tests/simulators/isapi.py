@@ -498,6 +498,15 @@ class IsapiCameraSimulator(LoopbackDevice):
         self._download_status = "finish"
         self._download_progress = 100
 
+    def force_status(
+        self, *, download: str | None = None, upgrade: str | None = None
+    ) -> None:
+        """Make the camera report these statuses (e.g. what a failed task left)."""
+        if download is not None:
+            self._download_status = download
+        if upgrade is not None:
+            self._upgrade_status = upgrade
+
     def begin_download(self) -> None:
         """Start downloading the offer, as the camera's own web page would."""
         self._package_version = self.offer_version

@@ -286,14 +286,15 @@ class HikvisionBackend(FirmwareBackend):
         self, run: InstallRun | None, publish: Publish
     ) -> FirmwareState | None:
         """Follow an install the camera runs (or the journal says ran), read only."""
-        try:
-            info: DeviceInfo | None = await self._read_device_info()
-        except DeviceConnectionError:
-            if run is None:
-                raise
-            info = None  # rebooting in the middle of the journal's install
         transaction = self._transaction(publish)
         try:
+            try:
+                info = await self._read_device_info()
+            except DeviceConnectionError:
+                if run is None:
+                    raise
+                # Away in the middle of the journal's install: it reboots.
+                return await transaction.follow_reboot(run)
             return await transaction.follow(run, info)
         finally:
             self._device = transaction.device or self._device

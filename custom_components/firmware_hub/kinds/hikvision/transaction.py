@@ -174,21 +174,20 @@ class Transaction:
 
     # ---------------------------------------------------------------- follow
 
+    async def follow_reboot(self, run: InstallRun) -> FirmwareState:
+        """Follow the journal's install while the camera does not answer (rebooting)."""
+        self._flow.stage(phase=Phase.REBOOTING, progress=REBOOT_START, error=None)
+        await self._begin(run)
+        return await self._guard(self._follow_reboot(run))
+
     async def follow(
-        self, run: InstallRun | None, info: DeviceInfo | None
+        self, run: InstallRun | None, info: DeviceInfo
     ) -> FirmwareState | None:
         """Follow an install to its end without sending anything that changes the camera.
 
-        `info` is None when the camera does not answer (then `run` is set: it is
-        rebooting in the middle of the journal's install).
+        `run` is the journal's marker (None: none); `info` what the camera says now.
         """
         flow = self._flow
-        if info is None:
-            if run is None:
-                raise ValueError("nothing to follow on an unreachable camera")
-            flow.stage(phase=Phase.REBOOTING, progress=REBOOT_START, error=None)
-            await self._begin(run)
-            return await self._guard(self._follow_reboot(run))
         if run is None:
             if not self._online_upgrade:
                 return None
