@@ -221,6 +221,7 @@ async def test_nothing_to_follow(
     assert backend.state.install is None
     assert isinstance(backend.state.facts, HikvisionFacts)
     assert backend.state.facts.online_upgrade
+    assert backend.diagnostics()["auth_scheme"] == "digest"
     assert _changes(camera) == (0, 0, 0)
 
 

@@ -228,6 +228,7 @@ class HikvisionBackend(FirmwareBackend):
             "device_info": dict(self._device.raw) if self._device else None,
             "reboot_after_upgrade": self._reboot_after_upgrade,
             "online_upgrade": self._online_upgrade,
+            "auth_scheme": self._client.auth_scheme,
             **self._documents,
         }
 

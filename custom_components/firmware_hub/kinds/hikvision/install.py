@@ -30,7 +30,6 @@ from .protocol import DeviceInfo, IsapiClient, TaskStatus
 
 _LOGGER = logging.getLogger(__name__)
 
-DOWNLOAD_IDLE: Final = "notDownload"
 DOWNLOAD_FINISHED: Final = "finish"
 DOWNLOAD_RUNNING: Final = frozenset({"downloading", "pause"})
 DOWNLOAD_FAILURES: Final = frozenset(
