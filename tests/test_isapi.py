@@ -5,19 +5,36 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 import contextlib
+from datetime import UTC, datetime, timedelta
 import json
 from pathlib import Path
+import ssl
 from typing import Any
 
 import aiohttp
 from aiohttp import web
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 from hypothesis import HealthCheck, given, settings, strategies as st
 import pytest
 
-from custom_components.firmware_hub.kinds.hikvision.protocol import client as isapi
+from custom_components.firmware_hub.kinds.hikvision.protocol import (
+    client as isapi_client,
+    documents as isapi,
+)
 from custom_components.firmware_hub.kinds.hikvision.protocol.client import (
-    IsapiAuthError,
+    AuthScheme,
     IsapiClient,
+)
+from custom_components.firmware_hub.kinds.hikvision.protocol.documents import (
+    decode_response,
+    parse_device_info,
+)
+from custom_components.firmware_hub.kinds.hikvision.protocol.errors import (
+    IsapiAuthError,
+    IsapiAuthSchemeError,
     IsapiConnectionError,
     IsapiError,
     IsapiHttpError,
@@ -25,8 +42,6 @@ from custom_components.firmware_hub.kinds.hikvision.protocol.client import (
     IsapiParseError,
     IsapiResponseError,
     IsapiTimeoutError,
-    decode_response,
-    parse_device_info,
 )
 
 from .simulators.isapi import IsapiCameraSimulator
@@ -285,7 +300,7 @@ def _client(
 async def _plain_server(
     session: aiohttp.ClientSession,
     handler: Callable[[web.Request], Awaitable[web.StreamResponse]],
-    timeout: float = isapi.DEFAULT_TIMEOUT,  # noqa: ASYNC109
+    timeout: float = isapi_client.DEFAULT_TIMEOUT,  # noqa: ASYNC109
 ) -> AsyncIterator[tuple[IsapiClient, int]]:
     """Serve `handler` for every path on loopback; yield a client for it and the port."""
     app = web.Application()
@@ -333,18 +348,103 @@ async def test_digest_nonce_is_reused(
         await nvr.stop()
 
 
-async def test_basic_auth_device(
+def _tls_context(directory: Path) -> ssl.SSLContext:
+    """Return a server TLS context with a throw-away self-signed 127.0.0.1 certificate."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = datetime.now(UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(minutes=5))
+        .not_valid_after(now + timedelta(days=1))
+        .sign(key, hashes.SHA256())
+    )
+    cert_file, key_file = directory / "cert.pem", directory / "key.pem"
+    cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_file.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(cert_file, key_file)
+    return context
+
+
+def _schemes_sent(sim: IsapiCameraSimulator) -> set[str]:
+    return {record.authorization for record in sim.requests}
+
+
+async def test_basic_auth_over_https(
+    session: aiohttp.ClientSession, socket_enabled: None, tmp_path: Path
+) -> None:
+    """A device that challenges with Basic gets Basic, over HTTPS only."""
+    sim = IsapiCameraSimulator(auth_scheme="basic", ssl_context=_tls_context(tmp_path))
+    await sim.start()
+    try:
+        async with aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(ssl=False)
+        ) as tls_session:
+            client = _client(tls_session, sim, ssl=True)
+            assert (await client.get_device_info()).firmware_version == "V5.7.18"
+            assert (await client.get_upgrade_version()).version == (
+                "V5.7.20 build 250110"
+            )
+            assert client.auth_scheme is AuthScheme.BASIC
+            assert _schemes_sent(sim) == {"", "basic"}
+            with pytest.raises(IsapiAuthError) as err:
+                await _client(
+                    tls_session, sim, ssl=True, password="wrong"
+                ).get_device_info()
+            assert not isinstance(err.value, IsapiAuthSchemeError)
+    finally:
+        await sim.stop()
+
+
+async def test_basic_challenge_over_http_sends_no_password(
     session: aiohttp.ClientSession, socket_enabled: None
 ) -> None:
-    """A device that challenges with Basic gets Basic."""
+    """Over plain HTTP a Basic challenge is refused: no credentials in clear."""
     sim = IsapiCameraSimulator(auth_scheme="basic")
     await sim.start()
     try:
         client = _client(session, sim)
-        assert (await client.get_device_info()).firmware_version == "V5.7.18"
-        assert (await client.get_upgrade_version()).version == "V5.7.20 build 250110"
-        with pytest.raises(IsapiAuthError):
-            await _client(session, sim, password="wrong").get_device_info()
+        for _ in range(2):
+            with pytest.raises(IsapiAuthSchemeError):
+                await client.get_device_info()
+        assert client.auth_scheme is None
+        assert sim.request_count == 2
+        assert _schemes_sent(sim) == {""}
+    finally:
+        await sim.stop()
+
+
+@pytest.mark.parametrize("tls", [False, True])
+async def test_no_downgrade_after_digest(
+    session: aiohttp.ClientSession, socket_enabled: None, tmp_path: Path, tls: bool
+) -> None:
+    """Once Digest worked, a Basic challenge (a man in the middle) is refused."""
+    sim = IsapiCameraSimulator(ssl_context=_tls_context(tmp_path) if tls else None)
+    await sim.start()
+    try:
+        async with aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(ssl=False)
+        ) as any_session:
+            client = _client(any_session, sim, ssl=tls)
+            await client.get_device_info()
+            assert client.auth_scheme is AuthScheme.DIGEST
+            sim.auth_scheme = "basic"
+            with pytest.raises(IsapiAuthSchemeError):
+                await client.get_device_info()
+            assert client.auth_scheme is AuthScheme.DIGEST
+        assert "basic" not in _schemes_sent(sim)
+        assert sim.requests[-1].status == 401
     finally:
         await sim.stop()
 
@@ -374,7 +474,7 @@ async def test_connection_errors(
     async with _plain_server(session, slow, timeout=0.2) as (silent, port):
         with pytest.raises(IsapiTimeoutError):
             await silent.get_device_info()
-        assert silent.base_url == f"http://127.0.0.1:{port}"
+        assert port > 0
 
 
 async def test_oversized_body(
@@ -383,7 +483,9 @@ async def test_oversized_body(
     """A body larger than any ISAPI document is refused, not buffered."""
 
     async def huge(_request: web.Request) -> web.Response:
-        return web.Response(body=b"<a>" + b"x" * (isapi.MAX_BODY_BYTES + 10) + b"</a>")
+        return web.Response(
+            body=b"<a>" + b"x" * (isapi_client.MAX_BODY_BYTES + 10) + b"</a>"
+        )
 
     async with _plain_server(session, huge) as (client, _port):
         with pytest.raises(IsapiParseError):

@@ -36,6 +36,7 @@ from pathlib import Path
 import re
 import secrets
 import signal
+import ssl
 import time
 from typing import TYPE_CHECKING, Any, Final, TypedDict, Unpack
 from xml.sax.saxutils import escape
@@ -178,6 +179,8 @@ class RequestRecord:
     """Raw query string, without the ``?``."""
     status: int
     """HTTP status sent."""
+    authorization: str = ""
+    """Scheme of the request's ``Authorization`` header (lower case; empty: none)."""
 
 
 class _AuthOutcome(Enum):
@@ -275,7 +278,10 @@ class IsapiCameraSimulator(LoopbackDevice):
     Mutable attributes tests may change at any time: ``failures``, ``password``
     (simulates the user changing the camera password), ``online_upgrade``,
     ``offer_version``, ``changelog``, ``server_connected``,
-    ``reboot_after_upgrade`` and the timing/step settings.
+    ``reboot_after_upgrade``, ``auth_scheme`` (a device, or a man in the middle,
+    that starts challenging with Basic), ``ignore_download_request``,
+    ``serial_after_reboot`` and the timing/step settings. ``hold_package``,
+    ``begin_download`` and ``begin_upgrade`` put the camera mid-install.
 
     Observations: ``requests`` (every request, 401s included), ``events``
     (``(time.monotonic(), name)``), ``upgrade_before_download_finished``.
@@ -304,6 +310,7 @@ class IsapiCameraSimulator(LoopbackDevice):
         fixtures_dir: Path | None = None,
         serial_number: str | None = None,
         mac_address: str | None = None,
+        ssl_context: ssl.SSLContext | None = None,
     ) -> None:
         """Load the device's fixtures and set up the (not yet started) camera.
 
@@ -311,6 +318,7 @@ class IsapiCameraSimulator(LoopbackDevice):
         ``tests/fixtures/hikvision``) holding ``deviceInfo.xml`` and
         ``capabilities.xml``. ``offer_version=None`` means no newer firmware.
         ``serial_number``/``mac_address`` override the fixture's values.
+        With ``ssl_context`` the camera serves HTTPS.
         """
         if auth_scheme not in {"digest", "basic"}:
             raise ValueError(
@@ -338,6 +346,12 @@ class IsapiCameraSimulator(LoopbackDevice):
         #: When True, the online version check fails with statusCode 3 deviceError
         #: (the camera cannot reach its upgrade server in time, as real ones do).
         self.version_check_fails = False
+        #: When True, PUT downloadPackage is answered OK but no download starts.
+        self.ignore_download_request = False
+        #: When set, the device that answers after the next reboot has this serial
+        #: number (the camera was swapped for another one at the same address).
+        self.serial_after_reboot: str | None = None
+        self.ssl_context = ssl_context
 
         self.failures: set[Failure] = set()
         self.requests: list[RequestRecord] = []
@@ -471,6 +485,44 @@ class IsapiCameraSimulator(LoopbackDevice):
         """Current upgrade status (``notUpgrade``, ``upgrading``, ``successful``, ...)."""
         return self._upgrade_status
 
+    # ------------------------------------------------------------------ scenarios
+
+    def hold_package(self, version: str) -> None:
+        """Hold a finished download of ``version`` (an earlier offer, say).
+
+        The download status reports ``finish`` without naming the version (as the
+        ISAPI reference documents it); ``upgradeWithoutDownload`` flashes this
+        package, and ``downloadPackage`` answers OK without downloading anew.
+        """
+        self._package_version = version
+        self._download_status = "finish"
+        self._download_progress = 100
+
+    def force_status(
+        self, *, download: str | None = None, upgrade: str | None = None
+    ) -> None:
+        """Make the camera report these statuses (e.g. what a failed task left)."""
+        if download is not None:
+            self._download_status = download
+        if upgrade is not None:
+            self._upgrade_status = upgrade
+
+    def begin_download(self) -> None:
+        """Start downloading the offer, as the camera's own web page would."""
+        self._package_version = self.offer_version
+        self._download_status = "downloading"
+        self._download_polls = 0
+        self._download_progress = 0
+        self._event("download_started")
+
+    def begin_upgrade(self, version: str | None = None) -> None:
+        """Start flashing ``version`` (default: the offer), as the web page would."""
+        self.hold_package(version or self.offer_version or self.running_version)
+        self._upgrade_status = "upgrading"
+        self._upgrade_polls = 0
+        self._upgrade_percent = 0
+        self._event("upgrade_started")
+
     # ------------------------------------------------------------------ stats
 
     @property
@@ -527,6 +579,26 @@ class IsapiCameraSimulator(LoopbackDevice):
         await self._close_listener(runner)
         await runner.cleanup()
 
+    async def _open_listener(self) -> None:
+        """Bind the site (HTTPS with ``ssl_context``) and mark the device online."""
+        if self.ssl_context is None:
+            await super()._open_listener()
+            return
+        if self._runner is None:
+            raise RuntimeError("simulator not started")
+        if self._site is None:
+            site = web.TCPSite(
+                self._runner,
+                self.host,
+                self.port,
+                reuse_address=True,
+                ssl_context=self.ssl_context,
+            )
+            await site.start()
+            self._site = site
+            self.port = site.port
+        self._online.set()
+
     async def reboot(self) -> None:
         """Reboot: go offline now, come back after ``reboot_seconds`` (in background).
 
@@ -582,6 +654,9 @@ class IsapiCameraSimulator(LoopbackDevice):
                 path=request.path,
                 query=request.query_string,
                 status=reply.status,
+                authorization=request.headers.get("Authorization", "")
+                .partition(" ")[0]
+                .lower(),
             )
         )
         _LOGGER.debug(
@@ -904,6 +979,8 @@ class IsapiCameraSimulator(LoopbackDevice):
             return self._json_ok()
         if not self._has_offer():
             return self._json_error("invalidOperation", 403)
+        if self.ignore_download_request:
+            return self._json_ok()
         self._package_version = self.offer_version
         self._download_status = "downloading"
         self._download_polls = 0
@@ -1013,6 +1090,8 @@ class IsapiCameraSimulator(LoopbackDevice):
 
     def _apply_flashed_firmware(self) -> None:
         """On reboot, run the flashed firmware (unless told to keep the old one)."""
+        if self.serial_after_reboot is not None:
+            self._serial, self.serial_after_reboot = self.serial_after_reboot, None
         flashed, self._flashed_version = self._flashed_version, None
         if flashed is None or Failure.WRONG_VERSION_AFTER_REBOOT in self.failures:
             return

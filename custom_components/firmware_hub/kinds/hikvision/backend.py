@@ -1,92 +1,68 @@
 """Hikvision online upgrade: the camera checks, downloads and flashes by itself.
 
-Install is a state machine over ISAPI that never flashes before the camera reports
-the package download `finish`ed, and only ends once the camera is back after its
-reboot and reports the new firmware version:
-
-    downloadPackage → poll download status until finish → upgradeWithoutDownload
-    → poll upgrade status until successful → reboot (when not automatic)
-    → wait for the camera to come back → verify deviceInfo's firmware version
+The backend reads the camera (deviceInfo, the online-upgrade documents) and runs its
+online check; installs are `transaction.Transaction`s over the steps of
+`install.InstallFlow`: journalled before the first request that can start a flash,
+every device-changing request preceded by a status that says the camera is idle,
+and an install found running at setup followed (read only) to its verified end.
 """
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 import logging
-import time
 from typing import Any, Final
 
 from ...core.backend import (
-    BackendError,
-    DeviceAuthError,
     DeviceConnectionError,
     DeviceResponseError,
     FirmwareBackend,
-    InstallError,
     InstallRefusedError,
     Publish,
 )
-from ...core.models import DeviceIdentity, FirmwareOffer, FirmwareState, Phase
+from ...core.models import (
+    DeviceIdentity,
+    FirmwareOffer,
+    FirmwareState,
+    InstallRun,
+    KindFacts,
+    Phase,
+)
 from ...core.versions import is_newer, same_version
-from .protocol.client import (
+from .errors import call
+from .install import DeviceStatus, HikvisionTiming, InstallFlow
+from .protocol import (
     DeviceInfo,
-    IsapiAuthError,
     IsapiClient,
-    IsapiConnectionError,
-    IsapiError,
     IsapiHttpError,
     IsapiNotSupportedError,
-    IsapiParseError,
     IsapiResponseError,
-    TaskStatus,
     UpgradeVersion,
     find,
     text,
 )
+from .transaction import HeldPackage, Transaction
+
+__all__ = ["DEFAULT_TIMING", "HikvisionBackend", "HikvisionFacts", "HikvisionTiming"]
 
 _LOGGER = logging.getLogger(__name__)
 
 MANUFACTURER: Final = "Hikvision"
 
-DOWNLOAD_FINISHED: Final = "finish"
-DOWNLOAD_FAILURES: Final = frozenset(
-    {"downloadFailed", "incorrectPackage", "hdOperationFailed"}
-)
-UPGRADE_SUCCESSFUL: Final = "successful"
-UPGRADE_RUNNING: Final = frozenset({"upgrading", "waitManualTrigger"})
-UPGRADE_IDLE: Final = "notUpgrade"
-
-# Progress shown while installing: download 0-45 %, flash 45-90 %, reboot 90-95 %,
-# verification 99 %.
-_DOWNLOAD_SPAN: Final = (0, 45)
-_FLASH_SPAN: Final = (45, 90)
-_REBOOT_START: Final = 90
-_REBOOT_DOWN: Final = 95
-_VERIFY: Final = 99
-
-
-@dataclass(frozen=True, slots=True)
-class HikvisionTiming:
-    """How often and how long the install polls (seconds)."""
-
-    poll_interval: float = 2.0
-    download_timeout: float = 30 * 60
-    flash_timeout: float = 30 * 60
-    reboot_timeout: float = 10 * 60
-    #: Connection errors in a row tolerated while downloading (the camera is busy).
-    max_download_errors: int = 5
-
-
 #: The timing backends use unless given one (tests shorten it).
 DEFAULT_TIMING = HikvisionTiming()
 
 
-def _span(percent: int, span: tuple[int, int]) -> int:
-    low, high = span
-    return low + (high - low) * max(0, min(100, percent)) // 100
+@dataclass(frozen=True, slots=True)
+class HikvisionFacts(KindFacts):
+    """What a Hikvision camera adds to the state."""
+
+    #: Whether the camera upgrades itself from Hikvision's server (ISAPI online upgrade).
+    online_upgrade: bool
+    #: Whether it reboots by itself after flashing (`auto`) or must be told (`manual`).
+    reboot_after_upgrade: str = "manual"
 
 
 class HikvisionBackend(FirmwareBackend):
@@ -106,23 +82,14 @@ class HikvisionBackend(FirmwareBackend):
         self._online_upgrade = True
         self._reboot_after_upgrade = "manual"
         self._documents: dict[str, Any] = {}
-
-    async def _call[T](self, coro: Awaitable[T]) -> T:
-        """Await a protocol call, turning protocol errors into backend errors."""
-        try:
-            return await coro
-        except IsapiAuthError as err:
-            raise DeviceAuthError(str(err)) from err
-        except IsapiConnectionError as err:
-            raise DeviceConnectionError(str(err)) from err
-        except IsapiError as err:
-            raise DeviceResponseError(str(err)) from err
+        #: The finished package the camera holds, when its version is known.
+        self._package = HeldPackage()
 
     async def async_probe(self) -> DeviceIdentity:
-        """Read deviceInfo and the online-upgrade capability; check once."""
+        """Read deviceInfo and the online-upgrade capability."""
         info = await self._read_device_info()
         try:
-            caps = await self._call(self._client.get_upgrade_capabilities())
+            caps = await call(self._client.get_upgrade_capabilities())
         except DeviceResponseError as err:
             if not isinstance(err.__cause__, (IsapiResponseError, IsapiHttpError)):
                 raise
@@ -133,6 +100,7 @@ class HikvisionBackend(FirmwareBackend):
             self._documents["capabilities"] = dict(caps)
             mode = text(find(caps, "rebootAfterUpgrade"))
             self._reboot_after_upgrade = "auto" if mode == "auto" else "manual"
+        self._set_state(self._state.evolve(facts=self._facts()))
         return DeviceIdentity(
             unique_id=info.serial_number,
             manufacturer=MANUFACTURER,
@@ -143,8 +111,14 @@ class HikvisionBackend(FirmwareBackend):
             hw_version=info.hardware_version,
         )
 
+    def _facts(self) -> HikvisionFacts:
+        return HikvisionFacts(
+            online_upgrade=self._online_upgrade,
+            reboot_after_upgrade=self._reboot_after_upgrade,
+        )
+
     async def _read_device_info(self) -> DeviceInfo:
-        info = await self._call(self._client.get_device_info())
+        info = await call(self._client.get_device_info())
         self._device = info
         return info
 
@@ -155,21 +129,17 @@ class HikvisionBackend(FirmwareBackend):
         run its online check (which makes it ask Hikvision's server).
         """
         info = await self._read_device_info()
-        state = self._state.evolve(installed_version=info.full_version)
-        details = {
-            **state.details,
-            "reboot_after_upgrade": self._reboot_after_upgrade,
-            "online_upgrade": self._online_upgrade,
-        }
+        state = self._state.evolve(
+            installed_version=info.full_version, facts=self._facts()
+        )
         if not self._online_upgrade:
-            details["upgrade_server_connected"] = None
             return self._set_state(
                 state.evolve(
                     phase=Phase.UNSUPPORTED,
                     latest_version=info.full_version,
                     progress=None,
+                    connected=None,
                     last_check=_now() if check else state.last_check,
-                    details=details,
                 )
             )
         if not check:
@@ -177,20 +147,20 @@ class HikvisionBackend(FirmwareBackend):
             latest = state.latest_version
             if latest is None or not is_newer(latest, info.full_version):
                 state = state.evolve(latest_version=info.full_version)
-            return self._set_state(state.evolve(details=details))
-        details["upgrade_server_connected"] = await self._server_connected()
-        return self._set_state(await self._check(state.evolve(details=details), info))
+            return self._set_state(state)
+        state = state.evolve(connected=await self._server_connected())
+        return self._set_state(await self._check(state, info))
 
     async def _server_connected(self) -> bool | None:
         try:
-            return await self._call(self._client.get_upgrade_server_connected())
+            return await call(self._client.get_upgrade_server_connected())
         except DeviceResponseError as err:
             _LOGGER.debug("Upgrade server status unavailable: %s", err)
             return None
 
     async def _check(self, state: FirmwareState, info: DeviceInfo) -> FirmwareState:
         try:
-            offer: UpgradeVersion = await self._call(self._client.get_upgrade_version())
+            offer: UpgradeVersion = await call(self._client.get_upgrade_version())
         except DeviceResponseError as err:
             if not isinstance(err.__cause__, IsapiNotSupportedError):
                 # The camera could not ask its server (deviceError, busy...): keep
@@ -230,8 +200,27 @@ class HikvisionBackend(FirmwareBackend):
         )
 
     async def async_restart(self) -> None:
-        """Reboot the camera."""
-        await self._call(self._client.reboot())
+        """Reboot the camera, unless it is downloading or flashing firmware."""
+        if self._online_upgrade:
+            status = await self._status_for_restart()
+            if status is not None and status.busy:
+                raise InstallRefusedError(
+                    "device_busy",
+                    "the camera is downloading or flashing firmware",
+                    status=f"{status.download.status}/{status.upgrade.status}",
+                )
+        await call(self._client.reboot())
+        self._package.version = None  # a reboot clears the camera's package
+
+    async def _status_for_restart(self) -> DeviceStatus | None:
+        try:
+            download = await call(self._client.get_download_status())
+            upgrade = await call(self._client.get_upgrade_status())
+        except DeviceResponseError as err:
+            if isinstance(err.__cause__, IsapiNotSupportedError):
+                return None  # no online upgrade task can be running
+            raise
+        return DeviceStatus(download, upgrade)
 
     def diagnostics(self) -> Mapping[str, Any]:
         """Return deviceInfo and the online-upgrade documents as the camera sent them."""
@@ -239,39 +228,44 @@ class HikvisionBackend(FirmwareBackend):
             "device_info": dict(self._device.raw) if self._device else None,
             "reboot_after_upgrade": self._reboot_after_upgrade,
             "online_upgrade": self._online_upgrade,
+            "auth_scheme": self._client.auth_scheme,
             **self._documents,
         }
 
     # ------------------------------------------------------------------ install
+
+    def _transaction(self, publish: Publish) -> Transaction:
+        flow = InstallFlow(
+            self._client,
+            self._timing,
+            get_state=lambda: self._state,
+            set_state=self._set_state,
+            publish=publish,
+        )
+
+        async def begin(run: InstallRun) -> None:
+            await self._begin_install(run, publish)
+
+        return Transaction(
+            flow,
+            self._client,
+            begin=begin,
+            journal=self.journal,
+            package=self._package,
+            manual_reboot=self._reboot_after_upgrade == "manual",
+            online_upgrade=self._online_upgrade,
+        )
 
     async def async_install(
         self, version: str | None, publish: Publish
     ) -> FirmwareState:
         """Download, flash, reboot and verify; publish every step."""
         target = self._install_target(version)
-        step = _Step(self, publish)
+        transaction = self._transaction(publish)
         try:
-            step.publish(phase=Phase.DOWNLOADING, progress=0, error=None)
-            await self._download(step)
-            step.publish(phase=Phase.INSTALLING, progress=_FLASH_SPAN[0])
-            rebooted = await self._flash(step)
-            step.publish(phase=Phase.REBOOTING, progress=_REBOOT_START)
-            info = await self._reboot_and_verify(step, target, rebooted=rebooted)
-        except BackendError as err:
-            error = err if isinstance(err, InstallError) else _as_install_error(err)
-            step.publish(phase=Phase.FAILED, progress=None, error=str(error))
-            raise error from err
-        return self._set_state(
-            self._state.evolve(
-                installed_version=info.full_version,
-                latest_version=info.full_version,
-                release_notes=None,
-                offers=(),
-                phase=Phase.IDLE,
-                progress=None,
-                error=None,
-            )
-        )
+            return await transaction.install(target, self._device)
+        finally:
+            self._device = transaction.device or self._device
 
     def _install_target(self, version: str | None) -> str:
         state = self._state
@@ -289,148 +283,22 @@ class HikvisionBackend(FirmwareBackend):
             )
         return state.latest_version
 
-    async def _poll_until[T](
-        self, read: Callable[[], Awaitable[T | None]], limit: float, timeout_key: str
-    ) -> T:
-        """Call `read` every poll interval until it returns something."""
-        deadline = time.monotonic() + limit
-        while True:
-            result = await read()
-            if result is not None:
-                return result
-            if time.monotonic() >= deadline:
-                raise InstallError(timeout_key, f"not done within {limit:.0f} s")
-            await asyncio.sleep(self._timing.poll_interval)
-
-    async def _download(self, step: _Step) -> None:
-        await self._call(self._client.start_package_download())
-        errors = 0
-
-        async def read() -> TaskStatus | None:
-            nonlocal errors
-            try:
-                status = await self._call(self._client.get_download_status())
-            except DeviceConnectionError:
-                errors += 1
-                if errors > self._timing.max_download_errors:
-                    raise
-                return None
-            errors = 0
-            if status.status in DOWNLOAD_FAILURES:
-                raise InstallError(
-                    "download_failed",
-                    f"the camera's download ended in {status.status}",
-                    reason=status.status,
-                )
-            step.publish(progress=_span(status.percent, _DOWNLOAD_SPAN))
-            return status if status.status == DOWNLOAD_FINISHED else None
-
-        await self._poll_until(read, self._timing.download_timeout, "download_timeout")
-
-    async def _flash(self, step: _Step) -> bool:
-        """Start the flash and follow it; return True if the camera rebooted itself."""
-        await self._call(self._client.start_upgrade())
-        lost = False
-
-        async def read() -> str | None:
-            nonlocal lost
-            try:
-                status = await self._call(self._client.get_upgrade_status())
-            except DeviceConnectionError as err:
-                if not lost:
-                    _LOGGER.info("Camera unreachable while flashing (%s); waiting", err)
-                lost = True
-                step.publish(details_update={"device_reachable": False})
-                return None
-            if lost:
-                step.publish(details_update={"device_reachable": True})
-            if status.status in UPGRADE_RUNNING:
-                step.publish(progress=_span(status.percent, _FLASH_SPAN))
-                return None
-            if status.status == UPGRADE_SUCCESSFUL:
-                return "flashed"
-            if status.status == UPGRADE_IDLE and lost:
-                # Back from a reboot it did by itself (rebootAfterUpgrade auto).
-                return "rebooted"
-            if status.status == UPGRADE_IDLE:
-                return None
-            raise InstallError(
-                "flash_failed",
-                f"the camera's upgrade ended in {status.status}",
-                reason=status.status,
-            )
-
-        result = await self._poll_until(
-            read, self._timing.flash_timeout, "flash_timeout"
-        )
-        step.publish(progress=_FLASH_SPAN[1])
-        return result == "rebooted"
-
-    async def _reboot_and_verify(
-        self, step: _Step, target: str, *, rebooted: bool
-    ) -> DeviceInfo:
-        if not rebooted and self._reboot_after_upgrade == "manual":
-            try:
-                await self._call(self._client.reboot())
-            except DeviceConnectionError as err:
-                _LOGGER.debug(
-                    "Reboot request cut short (%s): the camera is going down", err
-                )
-        went_down = rebooted
-
-        async def read() -> DeviceInfo | None:
-            nonlocal went_down
+    async def async_follow(
+        self, run: InstallRun | None, publish: Publish
+    ) -> FirmwareState | None:
+        """Follow an install the camera runs (or the journal says ran), read only."""
+        transaction = self._transaction(publish)
+        try:
             try:
                 info = await self._read_device_info()
             except DeviceConnectionError:
-                if not went_down:
-                    went_down = True
-                    step.publish(progress=_REBOOT_DOWN)
-                return None
-            if went_down:
-                step.publish(phase=Phase.VERIFYING, progress=_VERIFY)
-            if same_version(info.full_version, target):
-                return info
-            if went_down:
-                raise InstallError(
-                    "verification_failed",
-                    f"the camera came back with {info.full_version}, not {target}",
-                    installed=info.full_version,
-                    expected=target,
-                )
-            return None  # still up: the reboot has not started yet
-
-        return await self._poll_until(
-            read, self._timing.reboot_timeout, "reboot_timeout"
-        )
-
-
-class _Step:
-    """Publishes install progress as new states of the backend."""
-
-    def __init__(self, backend: HikvisionBackend, publish: Publish) -> None:
-        self._backend = backend
-        self._publish = publish
-
-    def publish(
-        self, *, details_update: Mapping[str, Any] | None = None, **changes: Any
-    ) -> None:
-        state = self._backend.state
-        if details_update:
-            changes["details"] = {**state.details, **details_update}
-        new = state.evolve(**changes)
-        if new != state:
-            self._publish(self._backend._set_state(new))  # noqa: SLF001
-
-
-def _as_install_error(err: BackendError) -> InstallError:
-    if isinstance(err, DeviceAuthError):
-        return InstallError("install_auth_failed", str(err))
-    if isinstance(err, DeviceConnectionError):
-        return InstallError("device_lost", str(err))
-    if isinstance(err.__cause__, (IsapiResponseError, IsapiParseError, IsapiHttpError)):
-        return InstallError("device_refused", str(err), reason=str(err.__cause__))
-    return InstallError("device_refused", str(err), reason=str(err))
+                if run is None:
+                    raise
+                # Away in the middle of the journal's install: it reboots.
+                return await transaction.follow_reboot(run)
+            return await transaction.follow(run, info)
+        finally:
+            self._device = transaction.device or self._device
 
 
 def _now() -> datetime:

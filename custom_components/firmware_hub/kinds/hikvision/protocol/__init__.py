@@ -1,1 +1,38 @@
-"""The hikvision wire protocol (no Home Assistant imports)."""
+"""Hikvision ISAPI, wire only (no Home Assistant imports).
+
+`errors` holds the typed errors, `documents` the sans-I/O decoding of answers,
+`client` the HTTP(S) client with its authentication.
+"""
+
+from .client import AuthScheme, IsapiClient
+from .documents import DeviceInfo, TaskStatus, UpgradeVersion, find, text
+from .errors import (
+    IsapiAuthError,
+    IsapiAuthSchemeError,
+    IsapiConnectionError,
+    IsapiError,
+    IsapiHttpError,
+    IsapiNotSupportedError,
+    IsapiParseError,
+    IsapiResponseError,
+    IsapiTimeoutError,
+)
+
+__all__ = [
+    "AuthScheme",
+    "DeviceInfo",
+    "IsapiAuthError",
+    "IsapiAuthSchemeError",
+    "IsapiClient",
+    "IsapiConnectionError",
+    "IsapiError",
+    "IsapiHttpError",
+    "IsapiNotSupportedError",
+    "IsapiParseError",
+    "IsapiResponseError",
+    "IsapiTimeoutError",
+    "TaskStatus",
+    "UpgradeVersion",
+    "find",
+    "text",
+]

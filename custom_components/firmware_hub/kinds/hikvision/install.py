@@ -1,0 +1,347 @@
+"""The Hikvision install state machine over ISAPI (no Home Assistant imports).
+
+An install never flashes before the camera reports the package download `finish`ed,
+never sends a request that changes the camera unless its current status is known
+to be idle, and only ends once the camera is back after its reboot and reports the
+new firmware version under the same serial number:
+
+    downloadPackage → poll download status until finish → upgradeWithoutDownload
+    → poll upgrade status until successful → reboot (when not automatic)
+    → wait for the camera to come back → verify deviceInfo's version and serial
+
+`InstallFlow` runs those steps for an install started here and follows them, read
+only, for an install found running at setup.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+import logging
+import time
+from typing import Final, Unpack
+
+from ...core.backend import DeviceConnectionError, InstallError, Publish
+from ...core.models import FirmwareState, Phase, StateChanges
+from ...core.versions import same_version
+from .errors import call
+from .protocol import DeviceInfo, IsapiClient, TaskStatus
+
+_LOGGER = logging.getLogger(__name__)
+
+DOWNLOAD_FINISHED: Final = "finish"
+DOWNLOAD_RUNNING: Final = frozenset({"downloading", "pause"})
+DOWNLOAD_FAILURES: Final = frozenset(
+    {"downloadFailed", "incorrectPackage", "hdOperationFailed"}
+)
+UPGRADE_SUCCESSFUL: Final = "successful"
+UPGRADE_RUNNING: Final = frozenset({"upgrading", "waitManualTrigger"})
+UPGRADE_IDLE: Final = "notUpgrade"
+
+# Progress shown while installing: download 0-45 %, flash 45-90 %, reboot 90-95 %,
+# verification 99 %.
+DOWNLOAD_SPAN: Final = (0, 45)
+FLASH_SPAN: Final = (45, 90)
+REBOOT_START: Final = 90
+REBOOT_DOWN: Final = 95
+VERIFY: Final = 99
+
+
+@dataclass(frozen=True, slots=True)
+class HikvisionTiming:
+    """How often and how long the install polls (seconds)."""
+
+    poll_interval: float = 2.0
+    #: How long the camera may take to report a download it was asked to start.
+    download_start_timeout: float = 60.0
+    download_timeout: float = 30 * 60
+    flash_timeout: float = 30 * 60
+    reboot_timeout: float = 10 * 60
+    #: Connection errors in a row tolerated while downloading (the camera is busy).
+    max_download_errors: int = 5
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceStatus:
+    """What the camera's online upgrade is doing now."""
+
+    download: TaskStatus
+    upgrade: TaskStatus
+
+    @property
+    def downloading(self) -> bool:
+        """Return True while a package download runs (or is paused)."""
+        return self.download.status in DOWNLOAD_RUNNING
+
+    @property
+    def upgrading(self) -> bool:
+        """Return True while the camera flashes (or waits to)."""
+        return self.upgrade.status in UPGRADE_RUNNING
+
+    @property
+    def busy(self) -> bool:
+        """Return True while the camera downloads or flashes."""
+        return self.downloading or self.upgrading
+
+
+@dataclass(frozen=True, slots=True)
+class Expected:
+    """What the camera that comes back must report."""
+
+    #: The version it must run (None: any version other than `before`).
+    target: str | None
+    before: str | None
+    serial_number: str | None
+
+
+def span(percent: int, bounds: tuple[int, int]) -> int:
+    """Map a step's 0-100 % onto its share of the install's progress."""
+    low, high = bounds
+    return low + (high - low) * max(0, min(100, percent)) // 100
+
+
+class InstallFlow:
+    """The steps of one install on one camera, publishing every change of state."""
+
+    def __init__(
+        self,
+        client: IsapiClient,
+        timing: HikvisionTiming,
+        *,
+        get_state: Callable[[], FirmwareState],
+        set_state: Callable[[FirmwareState], FirmwareState],
+        publish: Publish,
+    ) -> None:
+        """Initialize over the backend's client and state."""
+        self._client = client
+        self._timing = timing
+        self._get_state = get_state
+        self._set_state = set_state
+        self._publish = publish
+
+    @property
+    def state(self) -> FirmwareState:
+        """Return the backend's current state."""
+        return self._get_state()
+
+    def publish(self, **changes: Unpack[StateChanges]) -> None:
+        """Apply `changes` to the backend's state and publish it if it changed."""
+        state = self._get_state()
+        new = state.evolve(**changes)
+        if new != state:
+            self._publish(self._set_state(new))
+
+    def stage(self, **changes: Unpack[StateChanges]) -> None:
+        """Apply `changes` without publishing (the next publish shows them)."""
+        self._set_state(self._get_state().evolve(**changes))
+
+    def restore(self, state: FirmwareState) -> None:
+        """Publish `state` again (an install refused before anything was sent)."""
+        if state != self._get_state():
+            self._publish(self._set_state(state))
+
+    async def read_status(self) -> DeviceStatus:
+        """Read the download and the upgrade status (read only)."""
+        download = await call(self._client.get_download_status())
+        upgrade = await call(self._client.get_upgrade_status())
+        return DeviceStatus(download, upgrade)
+
+    async def _poll_until[T](
+        self, read: Callable[[], Awaitable[T | None]], limit: float, timeout_key: str
+    ) -> T:
+        """Call `read` every poll interval until it returns something."""
+        deadline = time.monotonic() + limit
+        while True:
+            result = await read()
+            if result is not None:
+                return result
+            if time.monotonic() >= deadline:
+                raise InstallError(timeout_key, f"not done within {limit:.0f} s")
+            await asyncio.sleep(self._timing.poll_interval)
+
+    # ---------------------------------------------------------------- download
+
+    async def download(self, before: TaskStatus) -> None:
+        """Start the download (the camera was seen idle) and follow it to `finish`."""
+        await call(self._client.start_package_download())
+        await self.follow_download(started=False, before=before.status)
+
+    async def follow_download(self, *, started: bool, before: str | None) -> None:
+        """Follow a download until `finish`.
+
+        Until the camera reports `downloading`, a status it already had before the
+        request (`before`) means the download has not started yet; if it does not
+        start within `download_start_timeout`, the install fails.
+        """
+        errors = 0
+        start_deadline = time.monotonic() + self._timing.download_start_timeout
+
+        async def read() -> TaskStatus | None:
+            nonlocal errors, started
+            try:
+                status = await call(self._client.get_download_status())
+            except DeviceConnectionError:
+                errors += 1
+                if errors > self._timing.max_download_errors:
+                    raise
+                return None
+            errors = 0
+            if status.status == DOWNLOAD_FINISHED:
+                self.publish(progress=DOWNLOAD_SPAN[1])
+                return status
+            if status.status in DOWNLOAD_RUNNING:
+                started = True
+                self.publish(progress=span(status.percent, DOWNLOAD_SPAN))
+                return None
+            if started or (
+                status.status in DOWNLOAD_FAILURES and status.status != before
+            ):
+                raise InstallError(
+                    "download_failed",
+                    f"the camera's download ended in {status.status}",
+                    reason=status.status,
+                )
+            if time.monotonic() >= start_deadline:
+                raise InstallError(
+                    "download_not_started",
+                    f"the camera did not start the download ({status.status})",
+                    reason=status.status,
+                )
+            return None
+
+        await self._poll_until(read, self._timing.download_timeout, "download_timeout")
+
+    # ---------------------------------------------------------------- flash
+
+    async def flash(self) -> bool:
+        """Flash the finished package; return True if the camera rebooted itself."""
+        upgrade = await call(self._client.get_upgrade_status())
+        if upgrade.status in UPGRADE_RUNNING or upgrade.status == UPGRADE_SUCCESSFUL:
+            raise InstallError(
+                "device_busy",
+                f"the camera is already upgrading ({upgrade.status})",
+                status=upgrade.status,
+            )
+        await call(self._client.start_upgrade())
+        return await self.follow_flash()
+
+    async def follow_flash(self) -> bool:
+        """Follow a flash; return True if the camera rebooted by itself."""
+        lost = False
+
+        async def read() -> str | None:
+            nonlocal lost
+            try:
+                status = await call(self._client.get_upgrade_status())
+            except DeviceConnectionError as err:
+                if not lost:
+                    _LOGGER.info("Camera unreachable while flashing (%s); waiting", err)
+                lost = True
+                return None
+            if status.status in UPGRADE_RUNNING:
+                self.publish(progress=span(status.percent, FLASH_SPAN))
+                return None
+            if status.status == UPGRADE_SUCCESSFUL:
+                return "flashed"
+            if status.status == UPGRADE_IDLE and lost:
+                # Back from a reboot it did by itself (rebootAfterUpgrade auto).
+                return "rebooted"
+            if status.status == UPGRADE_IDLE:
+                return None
+            raise InstallError(
+                "flash_failed",
+                f"the camera's upgrade ended in {status.status}",
+                reason=status.status,
+            )
+
+        result = await self._poll_until(
+            read, self._timing.flash_timeout, "flash_timeout"
+        )
+        self.publish(progress=FLASH_SPAN[1])
+        return result == "rebooted"
+
+    # ---------------------------------------------------------------- reboot
+
+    async def reboot(self) -> None:
+        """Reboot after a flash the camera reports `successful` (nothing else runs)."""
+        status = await self.read_status()
+        if status.busy or status.upgrade.status != UPGRADE_SUCCESSFUL:
+            raise InstallError(
+                "device_busy",
+                f"the camera is not ready to reboot ({status.upgrade.status},"
+                f" download {status.download.status})",
+                status=status.upgrade.status,
+            )
+        try:
+            await call(self._client.reboot())
+        except DeviceConnectionError as err:
+            _LOGGER.debug(
+                "Reboot request cut short (%s): the camera is going down", err
+            )
+
+    async def wait_reachable(self) -> DeviceInfo:
+        """Wait until the camera answers again (it is rebooting)."""
+
+        async def read() -> DeviceInfo | None:
+            try:
+                return await call(self._client.get_device_info())
+            except DeviceConnectionError:
+                return None
+
+        return await self._poll_until(
+            read, self._timing.reboot_timeout, "reboot_timeout"
+        )
+
+    async def wait_and_verify(
+        self, expected: Expected, *, went_down: bool
+    ) -> DeviceInfo:
+        """Wait for the camera to come back from its reboot, then verify it."""
+
+        async def read() -> DeviceInfo | None:
+            nonlocal went_down
+            try:
+                info = await call(self._client.get_device_info())
+            except DeviceConnectionError:
+                if not went_down:
+                    went_down = True
+                    self.publish(progress=REBOOT_DOWN)
+                return None
+            if went_down:
+                self.publish(phase=Phase.VERIFYING, progress=VERIFY)
+                return verify(info, expected)
+            if expected.target is not None and same_version(
+                info.full_version, expected.target
+            ):
+                return verify(info, expected)
+            return None  # still up: the reboot has not started yet
+
+        return await self._poll_until(
+            read, self._timing.reboot_timeout, "reboot_timeout"
+        )
+
+
+def verify(info: DeviceInfo, expected: Expected) -> DeviceInfo:
+    """Return `info` if it is the same camera running the new firmware, else raise."""
+    if expected.serial_number and info.serial_number != expected.serial_number:
+        raise InstallError(
+            "serial_mismatch",
+            "another device answers at the camera's address after the reboot",
+        )
+    if expected.target is not None:
+        if same_version(info.full_version, expected.target):
+            return info
+        raise InstallError(
+            "verification_failed",
+            f"the camera came back with {info.full_version}, not {expected.target}",
+            installed=info.full_version,
+            expected=expected.target,
+        )
+    if expected.before is not None and same_version(info.full_version, expected.before):
+        raise InstallError(
+            "verification_failed",
+            f"the camera came back with its old firmware {info.full_version}",
+            installed=info.full_version,
+            expected="a new version",
+        )
+    return info
