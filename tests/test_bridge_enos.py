@@ -416,3 +416,60 @@ async def test_failed_offer_is_retried_after_backoff(
     assert _requests(sim, "fw.bin") == 4
     assert hass.states.get(STATUS).state == "idle"
     assert entry.runtime_data.coordinator.data.connected is True
+
+
+async def test_restored_packages_are_checked_against_the_offer(
+    hass: HomeAssistant, sim: EnosSimulator, hass_storage: dict[str, Any]
+) -> None:
+    """Packages saved by an older version: only the one matching the offer stays."""
+    entry = _entry(sim, **{CONF_AUTO_DOWNLOAD: False})
+    root = _root(hass, entry)
+    root.mkdir(parents=True)
+    stale, good = root / _package_name(OLD), root / _package_name(NEW)
+    stale.write_bytes(OLD)
+    good.write_bytes(NEW)
+    url = sim.files.add("fw-new.bin", NEW)
+    # The cloud still lists it (asked at every connect).
+    sim.cloud.versions[(PK, DK)] = [firmware_offer("2.0.0", url, NEW, "sha256")]
+
+    def saved(path: Path, content: bytes) -> dict[str, Any]:
+        return {
+            "version": "2.0.0",
+            "path": str(path),
+            "size": len(content),
+            "md5": hashlib.md5(content).hexdigest(),
+            "sha256": hashlib.sha256(content).hexdigest(),
+        }
+
+    hass_storage[f"{DOMAIN}.{entry.entry_id}"] = {
+        "version": 1,
+        "minor_version": 1,
+        "key": f"{DOMAIN}.{entry.entry_id}",
+        "data": {
+            "configured_version": "1.0.0",
+            "installed_version": "1.0.0",
+            "offers": [
+                {
+                    "version": "2.0.0",
+                    "size": len(NEW),
+                    "md5": None,
+                    "sha256": hashlib.sha256(NEW).hexdigest(),
+                    "release_notes": None,
+                    "source": {"file_url": url, "sign_method": "sha256"},
+                },
+                {"not": "an offer"},
+            ],
+            "ready": [saved(stale, OLD), saved(good, NEW), {"path": "nothing"}],
+            "handoff": None,
+        },
+    }
+    entry.add_to_hass(hass)
+    await hass.config_entries.async_setup(entry.entry_id)
+    await hass.async_block_till_done()
+    assert _facts(entry).ready_versions == ("2.0.0",)
+    assert _files(hass, entry) == [good.name]
+    requested = async_capture_events(hass, EVENT_INSTALL_REQUESTED)
+    await wait_until(hass, lambda: hass.states.get(CLOUD).state == STATE_ON)
+    await _install(hass)
+    assert Path(requested[0].data["path"]).read_bytes() == NEW
+    assert sim.files.requests == []

@@ -10,6 +10,7 @@ No Home Assistant imports; file I/O runs in the executor, never on the event loo
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Collection, Iterable
 import logging
 import os
@@ -51,6 +52,9 @@ class PackageStore:
         self.root = root
         #: Files of the downloads running now: pruning never touches them.
         self._active: set[Path] = set()
+        #: Held while files are created or pruned, so a prune cannot see a new
+        #: download's file before it counts as running.
+        self._lock = asyncio.Lock()
 
     @disk
     def _prepare(self, size: int | None) -> None:
@@ -98,9 +102,11 @@ class PackageStore:
         retry = retry or RetryPolicy()
         await run(self._prepare, expected.size)
         temp = self.root / f"{_DOWNLOAD_PREFIX}{secrets.token_hex(8)}{PARTIAL_SUFFIX}"
-        self._active.add(temp)
         try:
-            sink = Sink(await run(self._create, temp, expected.size), expected.size)
+            async with self._lock:
+                self._active.add(temp)
+                fd = await run(self._create, temp, expected.size)
+            sink = Sink(fd, expected.size)
             try:
                 await fetch(
                     session, url, sink, expected, progress, headers or {}, retry
@@ -131,12 +137,13 @@ class PackageStore:
             self.finish,
             self._active,
         )
-        self._active.update(partial.paths)
-        try:
-            await run(partial.load)
-        except BaseException:
-            self._active.difference_update(partial.paths)
-            raise
+        async with self._lock:
+            self._active.update(partial.paths)
+            try:
+                await run(partial.load)
+            except BaseException:
+                self._active.difference_update(partial.paths)
+                raise
         return partial
 
     async def prune(
@@ -149,13 +156,19 @@ class PackageStore:
         wanted): temporary files of interrupted downloads, partial files of offers
         gone, leftovers of interrupted writes.
         """
-        await run(self._prune, {Path(path) for path in keep}, owners)
+        async with self._lock:
+            # A running download's files, and the temporary files derived from them.
+            running = tuple(path.name for path in self._active)
+            await run(self._prune, {Path(path) for path in keep}, owners, running)
 
-    def _prune(self, keep: set[Path], owners: Collection[str] | None) -> None:
+    def _prune(
+        self,
+        keep: set[Path],
+        owners: Collection[str] | None,
+        running: tuple[str, ...],
+    ) -> None:
         if not self.root.is_dir():
             return
-        # A running download's files, and the temporary files it derives from them.
-        running = tuple(path.name for path in self._active)
         for path in self.root.iterdir():
             if path in keep or path.name.startswith(running) or not path.is_file():
                 continue
