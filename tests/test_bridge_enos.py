@@ -81,12 +81,16 @@ def fast_enos(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.fixture
-async def sim(socket_enabled: None) -> AsyncGenerator[EnosSimulator]:
-    """EnOS on loopback with the device registered."""
+async def sim(
+    hass: HomeAssistant, socket_enabled: None
+) -> AsyncGenerator[EnosSimulator]:
+    """EnOS on loopback with the device registered; clients stop before it."""
     simulator = EnosSimulator()
     simulator.add_device(PK, DK, SECRET)
     await simulator.start()
     yield simulator
+    for entry in hass.config_entries.async_entries(DOMAIN):
+        await hass.config_entries.async_unload(entry.entry_id)
     await simulator.stop()
 
 

@@ -66,11 +66,15 @@ def fast_miling(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.fixture
-async def server(socket_enabled: None) -> AsyncGenerator[MilingServerSimulator]:
-    """A Miling upgrade server on loopback."""
+async def server(
+    hass: HomeAssistant, socket_enabled: None
+) -> AsyncGenerator[MilingServerSimulator]:
+    """A Miling upgrade server on loopback; clients stop before it."""
     sim = MilingServerSimulator()
     await sim.start()
     yield sim
+    for entry in hass.config_entries.async_entries(DOMAIN):
+        await hass.config_entries.async_unload(entry.entry_id)
     await sim.stop()
 
 

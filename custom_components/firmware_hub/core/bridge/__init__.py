@@ -20,7 +20,6 @@ from .models import (
     HandOff,
     MemoryPersistence,
     Persistence,
-    version_key,
 )
 
 __all__ = [
@@ -32,5 +31,4 @@ __all__ = [
     "HandOff",
     "MemoryPersistence",
     "Persistence",
-    "version_key",
 ]

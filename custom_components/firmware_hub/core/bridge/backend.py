@@ -96,7 +96,7 @@ class BridgeBackend(OfferBook):
                 raise IntegrityError("the stored package changed on disk")
         except PackageError as err:
             self._ready.pop(offer.package_key, None)
-            await self.store.prune([p.path for p in self._ready.values()])
+            await self.store.prune(lambda: [p.path for p in self._ready.values()])
             await self._persist()
             raise await self._download_failed(offer, err) from err
 

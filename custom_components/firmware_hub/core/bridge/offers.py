@@ -118,11 +118,6 @@ class OfferBook(FirmwareBackend):
             self._connected = connected
             self._emit()
 
-    @property
-    def connected(self) -> bool:
-        """Return whether the cloud connection is up."""
-        return self._connected
-
     # ------------------------------------------------------------ persistence
 
     async def async_restore(self) -> None:
@@ -189,16 +184,26 @@ class OfferBook(FirmwareBackend):
             }
         )
 
-    async def _prune(self) -> None:
-        """Forget and delete what no current offer or hand-off needs."""
+    def _wanted(self) -> set[str]:
         wanted = {offer.package_key for offer in self._offers.values()}
         if self.handoff is not None:
             wanted.add(self.handoff.key)
-        self._ready = {k: p for k, p in self._ready.items() if k in wanted}
+        return wanted
+
+    async def _prune(self) -> None:
+        """Forget and delete what no current offer or hand-off needs."""
+        wanted = self._wanted()
         self._failures = {k: f for k, f in self._failures.items() if k in wanted}
-        keep = [package.path for package in self._ready.values()]
-        if self.handoff is not None:
-            keep.append(Path(self.handoff.path))
+
+        def keep() -> list[Path]:
+            # Asked by the store once no download can finish meanwhile.
+            wanted = self._wanted()
+            self._ready = {k: p for k, p in self._ready.items() if k in wanted}
+            paths = [package.path for package in self._ready.values()]
+            if self.handoff is not None:
+                paths.append(Path(self.handoff.path))
+            return paths
+
         await self.store.prune(keep, owners=wanted)
 
     # ------------------------------------------------------------ offers
@@ -305,6 +310,7 @@ class OfferBook(FirmwareBackend):
         checksum = isinstance(err, IntegrityError)
         await self.on_download_failed(offer, err, checksum=checksum)
         self._emit(phase=Phase.FAILED, progress=None, error=str(err))
+        self.resume()  # schedules the retry once the backoff ran out
         if checksum:
             return InstallError("checksum_mismatch", str(err))
         if isinstance(err, InsufficientSpaceError):
@@ -323,14 +329,22 @@ class OfferBook(FirmwareBackend):
             or latest.package_key in self._ready
         ):
             return
-        _count, retry_at = self._failures.get(latest.package_key, (0, 0.0))
+        key = latest.package_key
+        _count, retry_at = self._failures.get(key, (0, 0.0))
         loop = asyncio.get_running_loop()
         if retry_at > loop.time():
             if self._retry_timer is not None:
                 self._retry_timer.cancel()
-            self._retry_timer = loop.call_at(retry_at, self.resume)
+            self._retry_timer = loop.call_at(retry_at, self._retry_due, key)
             return
         self._start_download(latest)
+
+    def _retry_due(self, key: str) -> None:
+        """Try a failed offer again once its backoff ran out (if still wanted)."""
+        self._retry_timer = None
+        if key in self._failures:
+            self._failures[key] = (self._failures[key][0], 0.0)
+        self.resume()
 
     async def async_close(self) -> None:
         """Stop background downloads (they save their progress as they stop)."""

@@ -11,8 +11,6 @@ No Home Assistant imports.
 from __future__ import annotations
 
 from .base import (
-    FREE_SPACE_MARGIN,
-    STREAM_CHUNK,
     DownloadError,
     Expected,
     InsufficientSpaceError,
@@ -29,8 +27,6 @@ from .partial import PartialFile
 from .store import PackageStore
 
 __all__ = [
-    "FREE_SPACE_MARGIN",
-    "STREAM_CHUNK",
     "DownloadError",
     "Expected",
     "InsufficientSpaceError",

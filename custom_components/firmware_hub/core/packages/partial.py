@@ -10,6 +10,7 @@ No Home Assistant imports; file I/O runs in the executor.
 
 from __future__ import annotations
 
+import asyncio
 import bisect
 from collections.abc import Callable
 import json
@@ -62,14 +63,17 @@ class PartialFile:
         size: int,
         finish: Callable[[Path, str], Path],
         active: set[Path],
+        lock: asyncio.Lock,
     ) -> None:
         """Initialize; call `load` (in the executor) before use.
 
-        `finish` gives a verified file its final name; `active` holds the files of
-        the downloads running now (pruning leaves them alone) until this one ends.
+        `finish` gives a verified file its final name (under the store's `lock`,
+        which pruning holds); `active` holds the files of the downloads running
+        now (pruning leaves them alone) until this one ends.
         """
         self._finish = finish
         self._active = active
+        self._lock = lock
         self.path = path
         self.size = size
         self._state_path = path.with_name(path.name + STATE_SUFFIX)
@@ -184,7 +188,8 @@ class PartialFile:
 
     async def complete(self) -> Package:
         """Check the size, checksum the whole file once, and keep it as ready."""
-        package = await run(self._complete)
+        async with self._lock:
+            package = await run(self._complete)
         self._release()
         return package
 

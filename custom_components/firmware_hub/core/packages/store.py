@@ -11,7 +11,7 @@ No Home Assistant imports; file I/O runs in the executor, never on the event loo
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Collection, Iterable
+from collections.abc import Callable, Collection, Iterable
 import logging
 import os
 from pathlib import Path
@@ -113,7 +113,8 @@ class PackageStore:
                 )
                 await sink.close()
                 md5, sha256 = verify(sink.hashes, expected)
-                final = await run(disk(self.finish), temp, sha256)
+                async with self._lock:  # not while a prune decides what to keep
+                    final = await run(disk(self.finish), temp, sha256)
             except BaseException:
                 await sink.close(failed=True)
                 await run(temp.unlink, True)
@@ -136,6 +137,7 @@ class PackageStore:
             size,
             self.finish,
             self._active,
+            self._lock,
         )
         async with self._lock:
             self._active.update(partial.paths)
@@ -147,19 +149,26 @@ class PackageStore:
         return partial
 
     async def prune(
-        self, keep: Iterable[Path] = (), *, owners: Collection[str] | None = None
+        self,
+        keep: Iterable[Path] | Callable[[], Iterable[Path]] = (),
+        *,
+        owners: Collection[str] | None = None,
     ) -> None:
         """Delete the ready packages except `keep`, and what no download needs.
 
+        `keep` may be a function: it is then asked once no download can finish
+        any more until the pruning is done, so a package that was just finished
+        (and recorded by the caller when its download returned) is never lost.
         With `owners`, also delete the unfinished downloads that are not running
         now and are not a resumable download for one of `owners` (the offers still
         wanted): temporary files of interrupted downloads, partial files of offers
         gone, leftovers of interrupted writes.
         """
         async with self._lock:
+            kept = {Path(path) for path in (keep() if callable(keep) else keep)}
             # A running download's files, and the temporary files derived from them.
             running = tuple(path.name for path in self._active)
-            await run(self._prune, {Path(path) for path in keep}, owners, running)
+            await run(self._prune, kept, owners, running)
 
     def _prune(
         self,
