@@ -13,7 +13,7 @@ import re
 from typing import Any, Final, Protocol
 
 from ..models import KindFacts
-from ..packages import Package, PackageStore
+from ..packages import IntegrityError, Package, PackageStore
 from ..retry import Backoff
 
 _DIGITS: Final = re.compile(r"(\d+)")
@@ -101,6 +101,12 @@ class BridgeOffer:
             self.package_origin,
         ]
         return hashlib.sha256(json.dumps(identity).encode()).hexdigest()[:32]
+
+    def checked(self, package: Package) -> Package:
+        """Return `package` if it is what this offer announces, else raise."""
+        if not self.matches(package):
+            raise IntegrityError(f"{package.size}-byte package differs from the offer")
+        return package
 
     def matches(self, package: Package) -> bool:
         """Return whether `package` is what this offer announces (size, checksums)."""

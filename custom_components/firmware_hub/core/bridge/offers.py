@@ -20,9 +20,12 @@ import logging
 from pathlib import Path
 from typing import Any
 
+import aiohttp
+
 from ..backend import BackendError, FirmwareBackend, InstallError, Publish
 from ..models import FirmwareOffer, FirmwareState, Phase, StateChanges
 from ..packages import (
+    DownloadError,
     InsufficientSpaceError,
     IntegrityError,
     Package,
@@ -40,6 +43,9 @@ from .models import (
 )
 
 _LOGGER = logging.getLogger(__name__)
+
+#: `OSError`s that are the network's, not the disk's.
+_NETWORK_ERRORS = (ConnectionError, TimeoutError, aiohttp.ClientError)
 
 
 class OfferBook(FirmwareBackend):
@@ -282,7 +288,7 @@ class OfferBook(FirmwareBackend):
                 self.on_progress(offer, percent)
 
         try:
-            package = _matching(offer, await self.download(offer, progress))
+            package = offer.checked(await self.download(offer, progress))
         except Exception as err:
             raise await self._download_failed(offer, err) from err
         self._failures.pop(key, None)
@@ -296,7 +302,9 @@ class OfferBook(FirmwareBackend):
         self, offer: BridgeOffer, err: Exception
     ) -> InstallError:
         """Report and publish a failed download; return the error to raise."""
-        if isinstance(err, OSError):  # a kind's own file work
+        if isinstance(err, _NETWORK_ERRORS):  # not mapped by the kind
+            err = DownloadError(str(err) or type(err).__name__)
+        elif isinstance(err, OSError):  # a kind's own file work
             err = StorageError(f"disk error: {err.strerror or err}")
         elif not isinstance(err, (PackageError, BackendError)):
             _LOGGER.error(
@@ -372,13 +380,6 @@ class OfferBook(FirmwareBackend):
         self, offer: BridgeOffer, err: Exception, *, checksum: bool
     ) -> None:
         """React to a download that failed (EnOS reports -2 / -3)."""
-
-
-def _matching(offer: BridgeOffer, package: Package) -> Package:
-    """Return `package` if it is what `offer` announces (a kind's own check)."""
-    if not offer.matches(package):
-        raise IntegrityError(f"{package.size}-byte package does not match the offer")
-    return package
 
 
 def _intact(package: Package) -> bool:
