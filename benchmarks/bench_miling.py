@@ -409,7 +409,7 @@ class Bridge:
 
     def publish(self, state: FirmwareState) -> None:
         """Receive the backend's pushed states (as the coordinator does)."""
-        if state.details.get("cloud_connected"):
+        if state.connected:
             self.connected.set()
         if state.latest_version == OFFERED_VERSION:
             self.offered.set()

@@ -40,6 +40,7 @@ from custom_components.firmware_hub.const import (
     EVENT_INSTALL_REQUESTED,
     EVENT_UPGRADE_FINISHED,
 )
+from custom_components.firmware_hub.core.bridge import BridgeFacts
 from custom_components.firmware_hub.core.packages import RetryPolicy
 from custom_components.firmware_hub.kinds.enos import backend as enos_backend
 from custom_components.firmware_hub.kinds.enos.protocol.client import EnosTiming
@@ -156,8 +157,10 @@ def _offer_ready(hass: HomeAssistant, version: str) -> Callable[[], bool]:
             state is not None
             and state.attributes.get("latest_version") == version
             and bool(entries)
-            and version
-            in entries[0].runtime_data.coordinator.data.details["ready_versions"]
+            and isinstance(
+                facts := entries[0].runtime_data.coordinator.data.facts, BridgeFacts
+            )
+            and version in facts.ready_versions
         )
 
     return ready

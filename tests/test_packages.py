@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import AsyncGenerator
+import errno
 import hashlib
+import json
 import os
 from pathlib import Path
 
@@ -18,6 +20,8 @@ from custom_components.firmware_hub.core.packages import (
     IntegrityError,
     PackageStore,
     RetryPolicy,
+    StorageError,
+    download_owner,
 )
 
 DATA = os.urandom(3 * 1024 * 1024 + 123)
@@ -217,9 +221,9 @@ async def test_partial_file_resumes_and_completes(tmp_path: Path) -> None:
     await partial.close()
 
     partial = await store.open_partial("offer1", len(data))
-    assert partial.ranges == [
-        (start, min(start + 2048, len(data))) for start, _ in chunks[::2]
-    ]
+    for start, chunk in chunks:
+        assert partial.covered(start, start + len(chunk)) == (start % 4096 == 0)
+    assert partial.bytes_done == sum(len(chunk) for _, chunk in chunks[::2])
     assert partial.covered(4096, 6144)
     assert not partial.covered(2048, 4096)
     assert partial.missing() == 2048
@@ -227,7 +231,8 @@ async def test_partial_file_resumes_and_completes(tmp_path: Path) -> None:
         await partial.write(start, chunk)
     await partial.write(0, chunks[0][1])  # written twice: counted once
     assert partial.bytes_done == len(data)
-    assert partial.ranges == [(0, len(data))]
+    assert partial.covered(0, len(data))
+    assert partial.missing() is None
     package = await partial.complete()
     assert package.path.read_bytes() == data
     assert package.md5 == hashlib.md5(data).hexdigest()
@@ -246,7 +251,7 @@ async def test_partial_file_guards(tmp_path: Path) -> None:
     await partial.close()
     partial.paths[1].write_text("{not json")
     partial = await store.open_partial("x", 10)
-    assert partial.ranges == []
+    assert partial.bytes_done == 0
     assert partial.missing() == 0
     await partial.discard()
     assert _files(tmp_path) == []
@@ -264,8 +269,67 @@ async def test_prune(
     await store.prune(keep=[])
     assert len(_files(tmp_path / "entry")) == 2  # the partial download stays
     package = await store.download(session, server.url, _expected())
-    await store.prune(keep=[package.path], partials=True)
+    await store.prune(keep=[package.path], owners=())
     assert _files(tmp_path / "entry") == [package.path.name]
     await store.remove_all()
     assert not (tmp_path / "entry").exists()
     await PackageStore(tmp_path / "none").prune()
+
+
+async def test_partial_file_short_writes_and_owner(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Short positional writes are continued; the state names the owning offer."""
+    store = PackageStore(tmp_path)
+    data = os.urandom(5000)
+    real = os.pwrite
+    monkeypatch.setattr(
+        os, "pwrite", lambda fd, buf, at: real(fd, bytes(buf[:100]), at)
+    )
+    token = download_owner.set("offer-a")
+    try:
+        partial = await store.open_partial("short", len(data))
+    finally:
+        download_owner.reset(token)
+    await partial.write(0, data[:2048])
+    await partial.close()
+    state = json.loads(partial.paths[1].read_text())
+    assert state["owner"] == "offer-a"
+    await store.prune(owners={"offer-a"})
+    assert partial.path.read_bytes()[:2048] == data[:2048]
+    await store.prune(owners={"offer-b"})
+    assert _files(tmp_path) == []
+
+
+async def test_prune_spares_running_downloads(tmp_path: Path) -> None:
+    """Pruning never deletes the files of a download that is running."""
+    store = PackageStore(tmp_path)
+    partial = await store.open_partial("running", 100)
+    await partial.write(0, b"x" * 10)
+    await partial.checkpoint()
+    (tmp_path / ".download-leftover.part").write_bytes(b"y")
+    await store.prune(owners=())
+    assert _files(tmp_path) == sorted(path.name for path in partial.paths)
+    await partial.discard()
+    assert _files(tmp_path) == []
+
+
+async def test_write_errors_become_package_errors(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A disk error is a StorageError, a file system that cannot reserve is fine."""
+    store = PackageStore(tmp_path)
+
+    def unsupported(_fd: int, _offset: int, _size: int) -> None:
+        raise OSError(errno.EOPNOTSUPP, "Operation not supported")
+
+    monkeypatch.setattr(os, "posix_fallocate", unsupported)
+    partial = await store.open_partial("eio", 10)
+
+    def broken(_fd: int, _data: bytes, _offset: int) -> int:
+        raise OSError(errno.EIO, "Input/output error")
+
+    monkeypatch.setattr(os, "pwrite", broken)
+    with pytest.raises(StorageError, match="Input/output error"):
+        await partial.write(0, b"abc")
+    await partial.discard()

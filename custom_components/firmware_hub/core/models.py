@@ -7,7 +7,7 @@ only reads them.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from datetime import datetime
 from enum import StrEnum
 from typing import Any, Self, TypedDict, Unpack
@@ -143,7 +143,6 @@ class FirmwareState:
     connected: bool | None = None
     #: What the kind adds (typed per kind).
     facts: KindFacts | None = None
-    details: Mapping[str, Any] = field(default_factory=dict)
 
     @property
     def in_progress(self) -> bool:
@@ -161,8 +160,6 @@ class FirmwareState:
 
     def evolve(self, **changes: Unpack[StateChanges]) -> Self:
         """Return a copy with `changes` applied (the state itself never changes)."""
-        if "details" in changes:
-            changes["details"] = dict(changes["details"])
         return replace(self, **changes)
 
 
@@ -181,4 +178,3 @@ class StateChanges(TypedDict, total=False):
     install: InstallRun | None
     connected: bool | None
     facts: KindFacts | None
-    details: Mapping[str, Any]

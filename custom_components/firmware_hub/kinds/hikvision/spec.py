@@ -29,7 +29,7 @@ from ...forms import (
     check_interval_option,
 )
 from ...kind_spec import BackendContext, KindBinarySensorEntityDescription, KindSpec
-from .backend import HikvisionBackend
+from .backend import HikvisionBackend, HikvisionFacts
 from .protocol.client import IsapiClient
 
 SCHEMA = vol.Schema(
@@ -59,7 +59,7 @@ async def _create_backend(context: BackendContext) -> FirmwareBackend:
 
 
 def _online_upgrade(state: FirmwareState) -> bool:
-    return bool(state.details.get("online_upgrade"))
+    return isinstance(state.facts, HikvisionFacts) and state.facts.online_upgrade
 
 
 def _username(data: Mapping[str, Any]) -> dict[str, Any]:
@@ -83,7 +83,7 @@ SPEC = KindSpec(
             translation_key="upgrade_server",
             device_class=BinarySensorDeviceClass.CONNECTIVITY,
             entity_category=EntityCategory.DIAGNOSTIC,
-            value_fn=lambda state: state.details.get("upgrade_server_connected"),
+            value_fn=lambda state: state.connected,
             exists_fn=_online_upgrade,
         ),
     ),
