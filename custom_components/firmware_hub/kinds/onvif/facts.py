@@ -6,10 +6,18 @@ sensors. No Home Assistant imports.
 
 from __future__ import annotations
 
+from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from ...core.models import KindFacts
-from .protocol import ImagingSettings, VideoEncoderConfiguration
+from .protocol import (
+    ImagingOptions,
+    ImagingSettings,
+    MediaProfile,
+    Range,
+    VideoEncoderConfiguration,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -17,8 +25,9 @@ class EncoderFacts:
     """One video encoder configuration some media profile uses."""
 
     token: str
+    """The encoder configuration's token."""
     label: str
-    """The first profile's name (what video software shows), else the token."""
+    """The first profile's Name (what video software shows), else its token."""
     resolution: str | None = None
     """``WIDTHxHEIGHT``."""
     codec: str | None = None
@@ -26,13 +35,18 @@ class EncoderFacts:
     fps: int | None = None
     bitrate_kbps: int | None = None
     gov_length: int | None = None
+    profile_token: str | None = None
+    """The token of the first media profile using the configuration."""
 
     @classmethod
-    def of(cls, label: str, config: VideoEncoderConfiguration) -> EncoderFacts:
-        """Return the facts of a configuration the camera reported."""
+    def of(
+        cls, profile: MediaProfile, label: str, config: VideoEncoderConfiguration
+    ) -> EncoderFacts:
+        """Return the facts of a configuration `profile` uses, as reported."""
         return cls(
             token=config.token,
             label=label,
+            profile_token=profile.token or None,
             resolution=str(config.resolution) if config.resolution else None,
             codec=config.encoding,
             fps=config.fps,
@@ -47,6 +61,13 @@ class SourceImaging:
 
     source: str
     settings: ImagingSettings
+    options: ImagingOptions | None = None
+    """The ranges and modes the camera allows (imaging GetOptions), if it says."""
+
+    def range_of(self, name: str) -> Range | None:
+        """Return the range of setting `name` (``brightness``...), if known."""
+        allowed = getattr(self.options, name, None)
+        return allowed if isinstance(allowed, Range) else None
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,7 +83,12 @@ class OnvifFacts(KindFacts):
 
     def imaging_of(self, source: str) -> ImagingSettings | None:
         """Return the imaging settings of video source `source`, if reported."""
-        return next((i.settings for i in self.imaging if i.source == source), None)
+        item = self.source(source)
+        return item.settings if item is not None else None
+
+    def source(self, source: str) -> SourceImaging | None:
+        """Return video source `source`'s imaging settings and options, if reported."""
+        return next((i for i in self.imaging if i.source == source), None)
 
     def with_encoder(self, encoder: EncoderFacts) -> OnvifFacts:
         """Return the facts with `encoder` replacing the one of its token."""
@@ -76,7 +102,20 @@ class OnvifFacts(KindFacts):
         return OnvifFacts(
             self.encoders,
             tuple(
-                SourceImaging(source, settings) if i.source == source else i
+                SourceImaging(source, settings, i.options) if i.source == source else i
                 for i in self.imaging
             ),
         )
+
+
+def profile_labels(profiles: Sequence[MediaProfile]) -> dict[str, str]:
+    """Return profile token → what to call it: its Name, else its token.
+
+    Two profiles of the same Name are told apart by their tokens.
+    """
+    names = {p.token: p.name or p.token for p in profiles}
+    counts = Counter(names.values())
+    return {
+        token: name if counts[name] == 1 or name == token else f"{name} ({token})"
+        for token, name in names.items()
+    }
