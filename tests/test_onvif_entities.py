@@ -16,6 +16,9 @@ from homeassistant.core import HomeAssistant
 from homeassistant.helpers import entity_registry as er
 import pytest
 
+from custom_components.firmware_hub.kinds.onvif.facts import encoder_labels
+from custom_components.firmware_hub.kinds.onvif.protocol import MediaProfile
+
 from .helpers import setup_entry
 from .simulators.onvif import OnvifCameraSimulator, _Reply
 from .test_onvif import MAC, SLUG, TITLE, _not_supported, _poll, _setup, onvif_entry
@@ -136,6 +139,22 @@ async def test_bosch_profile_names_and_tokens(
     assert state.attributes["encoder_configuration_token"] == "EncCfg_L1S2"
     brightness = hass.states.get(f"sensor.{SLUG}_brightness")
     assert brightness.attributes["video_source_token"] == "1"
+
+
+def test_encoder_labels_of_odd_profiles() -> None:
+    """Neither Name nor token: the encoder's token; a shared Name without a token."""
+    profiles = {
+        "enc_a": MediaProfile("", None, None, None),
+        "enc_b": MediaProfile("", "Main", None, None),
+        "enc_c": MediaProfile("p3", "Main", None, None),
+        "enc_d": MediaProfile("p4", "p4", None, None),
+    }
+    assert encoder_labels(profiles) == {
+        "enc_a": "enc_a",
+        "enc_b": "Main",
+        "enc_c": "Main (p3)",
+        "enc_d": "p4",
+    }
 
 
 # ---------------------------------------------------------------------- imaging

@@ -33,7 +33,7 @@ from ...core.backend import (
 )
 from ...core.models import DeviceIdentity, FirmwareState
 from .errors import backend_error, call
-from .facts import EncoderFacts, OnvifFacts, SourceImaging, profile_labels
+from .facts import EncoderFacts, OnvifFacts, SourceImaging, encoder_labels
 from .install import DEFAULT_TIMING, OnvifFileInstall, OnvifTiming
 from .protocol import (
     DeviceInformation,
@@ -135,9 +135,9 @@ class OnvifBackend(OnvifFileInstall):
             config = profile.video_encoder
             if config is not None and config.token:
                 first.setdefault(config.token, profile)
-        labels = profile_labels(tuple(first.values()))
+        labels = encoder_labels(first)
         self._encoders = {
-            token: (profile, labels[profile.token]) for token, profile in first.items()
+            token: (profile, labels[token]) for token, profile in first.items()
         }
         encoders = tuple(
             self._encoder_facts(profile.video_encoder)

@@ -7,7 +7,7 @@ sensors. No Home Assistant imports.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from ...core.models import KindFacts
@@ -83,12 +83,7 @@ class OnvifFacts(KindFacts):
 
     def imaging_of(self, source: str) -> ImagingSettings | None:
         """Return the imaging settings of video source `source`, if reported."""
-        item = self.source(source)
-        return item.settings if item is not None else None
-
-    def source(self, source: str) -> SourceImaging | None:
-        """Return video source `source`'s imaging settings and options, if reported."""
-        return next((i for i in self.imaging if i.source == source), None)
+        return next((i.settings for i in self.imaging if i.source == source), None)
 
     def with_encoder(self, encoder: EncoderFacts) -> OnvifFacts:
         """Return the facts with `encoder` replacing the one of its token."""
@@ -108,14 +103,20 @@ class OnvifFacts(KindFacts):
         )
 
 
-def profile_labels(profiles: Sequence[MediaProfile]) -> dict[str, str]:
-    """Return profile token → what to call it: its Name, else its token.
+def encoder_labels(profiles: Mapping[str, MediaProfile]) -> dict[str, str]:
+    """Return encoder token → what to call it, from the profile using it (by token).
 
-    Two profiles of the same Name are told apart by their tokens.
+    The profile's Name, else its token (else the encoder's token); two profiles of
+    the same Name are told apart by their tokens.
     """
-    names = {p.token: p.name or p.token for p in profiles}
-    counts = Counter(names.values())
+    names = {
+        encoder: (profile.name or profile.token or encoder, profile.token)
+        for encoder, profile in profiles.items()
+    }
+    counts = Counter(name for name, _ in names.values())
     return {
-        token: name if counts[name] == 1 or name == token else f"{name} ({token})"
-        for token, name in names.items()
+        encoder: name
+        if counts[name] == 1 or not token or name == token
+        else f"{name} ({token})"
+        for encoder, (name, token) in names.items()
     }
