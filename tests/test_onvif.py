@@ -418,7 +418,7 @@ async def test_sensors_show_the_capture(
     assert codec.translation_key == "encoder_codec"
     assert codec.unique_id == f"{MAC}_encoder_EncCfg_L1S1_codec"
     for name in ("brightness", "contrast", "saturation"):
-        assert hass.states.get(f"sensor.{SLUG}_{name}").state == "128.0"
+        assert hass.states.get(f"sensor.{SLUG}_{name}").state == "128"
     onvif_sensor_ids = {
         entry.entity_id
         for entry in er.async_entries_for_config_entry(
@@ -471,7 +471,7 @@ async def test_steady_state_refresh_is_one_call(
     for _ in range(3):
         await _poll(hass)
     assert dict(sim.calls) == {"GetDeviceInformation": 3}
-    assert hass.states.get(BRIGHTNESS).state == "128.0"
+    assert hass.states.get(BRIGHTNESS).state == "128"
     sim.reset_stats()
     await _poll(hass, settings=True)
     assert dict(sim.calls) == {
@@ -479,7 +479,7 @@ async def test_steady_state_refresh_is_one_call(
         "GetVideoEncoderConfigurations": 1,
         "GetImagingSettings": 1,
     }
-    assert hass.states.get(BRIGHTNESS).state == "10.0"
+    assert hass.states.get(BRIGHTNESS).state == "10"
 
 
 async def test_unique_id_from_serial_without_mac(
@@ -696,7 +696,7 @@ async def test_apply_imaging_settings(
         "mismatches": {},
     }
     assert sim.imaging_settings["Brightness"] == 100.0
-    assert hass.states.get(BRIGHTNESS).state == "100.0"
+    assert hass.states.get(BRIGHTNESS).state == "100"
     sim.ignored_fields = {"ColorSaturation"}
     response = await _call(
         hass, "apply_imaging_settings", device_id, saturation=10, contrast=20
@@ -757,10 +757,10 @@ async def test_apply_imaging_modes_on_a_full_camera(
         assert hass.states.get(f"sensor.{SLUG}_ir_cut_filter").state == "auto"
         assert hass.states.get(f"sensor.{SLUG}_wide_dynamic_range").state == "on"
         assert hass.states.get(f"sensor.{SLUG}_wide_dynamic_range_level").state == (
-            "50.0"
+            "50"
         )
         assert hass.states.get(f"sensor.{SLUG}_exposure_mode").state == "auto"
-        assert hass.states.get(f"sensor.{SLUG}_sharpness").state == "40.0"
+        assert hass.states.get(f"sensor.{SLUG}_sharpness").state == "40"
         response = await _call(
             hass,
             "apply_imaging_settings",
@@ -841,7 +841,7 @@ async def test_restart_unavailable_then_back(
     sim.reset_stats()
     await _poll(hass)
     assert hass.states.get(UPDATE).state == STATE_OFF
-    assert hass.states.get(BRIGHTNESS).state == "128.0"
+    assert hass.states.get(BRIGHTNESS).state == "128"
     # Back from a reboot: the settings are read again at once.
     assert sim.count("GetVideoEncoderConfigurations") == 1
 

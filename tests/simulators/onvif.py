@@ -19,6 +19,9 @@ What it does like a real camera:
   answer. Values outside the advertised options give ``ter:InvalidArgVal /
   ter:ConfigModify`` (encoder) or ``ter:InvalidArgVal / ter:SettingsInvalid``
   (imaging, also for a field the camera does not have).
+* Profile names: ``profile_names`` (profile token → the ``Name`` GetProfiles
+  answers; ``""`` an empty Name) renames the captured ``Profile_L1S1``... (whose
+  tokens are ``0``..``3``), e.g. as a camera naming them ``MainStream``.
 * Modes: ``ignored_fields`` (element names such as ``FrameRateLimit`` or
   ``Brightness``: the Set answers OK but the value stays), ``config_modify_fault``
   (every Set faults), ``reject_firmware`` (the upload answers 415).
@@ -180,6 +183,9 @@ _PREFIXES: Final = {
 _VEC_RE: Final = re.compile(
     r'<tt:VideoEncoderConfiguration token="([^"]+)">(.*?)</tt:VideoEncoderConfiguration>',
     re.DOTALL,
+)
+_PROFILE_NAME_RE: Final = re.compile(
+    r'(<trt:Profiles token="([^"]+)"[^>]*><tt:Name>)([^<]*)(</tt:Name>)'
 )
 _UTC_RE: Final = re.compile(r"<tt:UTCDateTime>.*?</tt:UTCDateTime>", re.DOTALL)
 _IMAGING_RE: Final = re.compile(
@@ -390,7 +396,7 @@ class OnvifCameraSimulator(LoopbackDevice):
     ``config_modify_fault``, ``reject_firmware``, ``reboot_seconds``,
     ``upload_delay``, ``expected_down_time``, ``next_firmware_version``,
     ``firmware_version``, ``serial_number``, ``upload_uri`` (the UploadUri to hand
-    out instead of one on this server).
+    out instead of one on this server), ``profile_names``, ``imaging_range``.
     """
 
     def __init__(
@@ -408,6 +414,8 @@ class OnvifCameraSimulator(LoopbackDevice):
         next_firmware_version: str = "8.71.0080",
         mac_address: str = "00:07:5F:9C:4E:21",
         imaging: Mapping[str, float | str | Mapping[str, float | str]] | None = None,
+        profile_names: Mapping[str, str] | None = None,
+        imaging_range: tuple[float, float] = IMAGING_RANGE,
         get_services: bool = True,
         utc_date_time: bool = True,
         scopes: Sequence[str] = DEFAULT_SCOPES,
@@ -423,6 +431,8 @@ class OnvifCameraSimulator(LoopbackDevice):
         cameras; clients fall back to GetCapabilities). ``utc_date_time=False``
         answers GetSystemDateAndTime with a LocalDateTime only. ``services`` are the
         ones GetServices lists (a camera without ``imaging`` or ``media``).
+        ``profile_names`` maps profile tokens to the Name GetProfiles answers;
+        ``imaging_range`` is the range imaging GetOptions gives the four values.
         """
         self.host = host
         self.port = port
@@ -441,6 +451,11 @@ class OnvifCameraSimulator(LoopbackDevice):
         self.services = tuple(services)
         self.endpoint_reference = f"urn:uuid:{uuid.uuid4()}"
 
+        #: Profile token → the Name GetProfiles answers instead of the captured one.
+        self.profile_names: dict[str, str] = dict(profile_names or {})
+        #: The Min/Max imaging GetOptions answers for Brightness, ColorSaturation,
+        #: Contrast and Sharpness.
+        self.imaging_range: tuple[float, float] = imaging_range
         #: Element names whose new value a Set answers OK for but does not apply.
         self.ignored_fields: set[str] = set()
         #: Every Set answers ConfigModify (encoder) / SettingsInvalid (imaging).
@@ -940,7 +955,15 @@ class OnvifCameraSimulator(LoopbackDevice):
             ),
             self._capture["GetProfiles"],
         )
+        xml = _PROFILE_NAME_RE.sub(self._profile_name, xml)
         return _Reply(200, self._rewrite(xml).encode())
+
+    def _profile_name(self, match: re.Match[str]) -> str:
+        """Put the Name of ``profile_names`` (if any) into a GetProfiles profile."""
+        head, token, name, tail = match.groups()
+        if token in self.profile_names:
+            name = escape(self.profile_names[token])
+        return f"{head}{name}{tail}"
 
     def _encoder_token(self, request: ET.Element) -> str:
         token = _text(request, "ConfigurationToken")
@@ -1081,7 +1104,7 @@ class OnvifCameraSimulator(LoopbackDevice):
             if value is None:
                 continue
             if name in _IMAGING_FLOATS:
-                parts.append(_range(name, *IMAGING_RANGE, fmt=".2f"))
+                parts.append(_range(name, *self.imaging_range, fmt=".2f"))
             elif name == "IrCutFilter":
                 parts.extend(
                     f"<tt:IrCutFilterModes>{mode}</tt:IrCutFilterModes>"
@@ -1116,7 +1139,7 @@ class OnvifCameraSimulator(LoopbackDevice):
                 raise _SoapFaultError(
                     ["InvalidArgVal", "SettingsInvalid"], f"{name} is not supported"
                 )
-            changes[name] = _imaging_value(name, element, current)
+            changes[name] = _imaging_value(name, element, current, self.imaging_range)
         for name, value in changes.items():
             if name not in self.ignored_fields:
                 self._imaging[name] = value
@@ -1199,14 +1222,19 @@ def _encoder_changes(config: ET.Element) -> dict[str, str]:
     return changes
 
 
-def _imaging_value(name: str, element: ET.Element, current: Any) -> Any:
+def _imaging_value(
+    name: str,
+    element: ET.Element,
+    current: Any,
+    allowed: tuple[float, float] = IMAGING_RANGE,
+) -> Any:
     """Validate one element of SetImagingSettings; return the new state value."""
     bad = _SoapFaultError(
         ["InvalidArgVal", "SettingsInvalid"], f"{name} is out of range"
     )
     if name in _IMAGING_FLOATS:
         value = _number((element.text or "").strip(), float)
-        if not _in_range(value, IMAGING_RANGE):
+        if not _in_range(value, allowed):
             raise bad
         return value
     if name == "IrCutFilter":

@@ -10,13 +10,16 @@ and whether the camera answers). The settings are read at the options' check int
 (there is no firmware check to run then), after the camera was unreachable, and read
 back by the actions: GetVideoEncoderConfigurations (every encoder at once) and
 GetImagingSettings per video source, 3 calls for a single-sensor camera. The profiles
-(which encoder and video source each uses) are read once, at setup.
+(which encoder and video source each uses) and the imaging options (the ranges the
+sensors present their values in) are read once, at setup. Every refresh that read the
+camera sets `last_check`: when the camera was last read.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import asdict
+from datetime import UTC, datetime
 import logging
 from typing import Any
 
@@ -30,15 +33,17 @@ from ...core.backend import (
 )
 from ...core.models import DeviceIdentity, FirmwareState
 from .errors import backend_error, call
-from .facts import EncoderFacts, OnvifFacts, SourceImaging
+from .facts import EncoderFacts, OnvifFacts, SourceImaging, encoder_labels
 from .install import DEFAULT_TIMING, OnvifFileInstall, OnvifTiming
 from .protocol import (
     DeviceInformation,
+    ImagingOptions,
     MediaProfile,
     OnvifClient,
     OnvifError,
     OnvifFaultError,
     OnvifNotSupportedError,
+    VideoEncoderConfiguration,
 )
 from .settings import (
     IMAGING_FIELDS,
@@ -87,10 +92,10 @@ class OnvifBackend(OnvifFileInstall):
         self._info: DeviceInformation | None = None
         self._mac: str | None = None
         self._profiles: tuple[MediaProfile, ...] = ()
-        #: Encoder configuration token → its label (the first profile's name).
-        self._labels: dict[str, str] = {}
-        #: Video sources whose imaging settings the camera reports.
-        self._imaging_sources: tuple[str, ...] = ()
+        #: Encoder configuration token → the first profile using it, and its label.
+        self._encoders: dict[str, tuple[MediaProfile, str]] = {}
+        #: Video sources whose imaging settings the camera reports → their options.
+        self._imaging_options: dict[str, ImagingOptions | None] = {}
         #: Settings read at setup, used by the refresh right after it.
         self._probed: OnvifFacts | None = None
         self._settings_stale = False
@@ -125,16 +130,21 @@ class OnvifBackend(OnvifFileInstall):
                 "the camera reports neither a MAC address nor a serial number"
             )
         self._profiles = await call(self._client.get_profiles())
-        self._labels = {}
-        encoders: list[EncoderFacts] = []
+        first: dict[str, MediaProfile] = {}
         for profile in self._profiles:
             config = profile.video_encoder
-            if config is None or not config.token or config.token in self._labels:
-                continue
-            label = profile.name or config.name or config.token
-            self._labels[config.token] = label
-            encoders.append(EncoderFacts.of(label, config))
-        self._probed = OnvifFacts(tuple(encoders), await self._probe_imaging())
+            if config is not None and config.token:
+                first.setdefault(config.token, profile)
+        labels = encoder_labels(first)
+        self._encoders = {
+            token: (profile, labels[token]) for token, profile in first.items()
+        }
+        encoders = tuple(
+            self._encoder_facts(profile.video_encoder)
+            for profile in first.values()
+            if profile.video_encoder is not None
+        )
+        self._probed = OnvifFacts(encoders, await self._probe_imaging())
         name = " ".join(part for part in (info.manufacturer, info.model) if part)
         return DeviceIdentity(
             unique_id=unique_id,
@@ -167,9 +177,25 @@ class OnvifBackend(OnvifFileInstall):
                 continue
             except OnvifError as err:
                 raise backend_error(err) from err
-            imaging.append(SourceImaging(source, settings))
-        self._imaging_sources = tuple(item.source for item in imaging)
+            imaging.append(
+                SourceImaging(source, settings, await self._probe_options(source))
+            )
+        self._imaging_options = {item.source: item.options for item in imaging}
         return tuple(imaging)
+
+    async def _probe_options(self, source: str) -> ImagingOptions | None:
+        """Read the imaging options of `source` (None when the camera has none)."""
+        try:
+            return await self._client.get_imaging_options(source)
+        except (OnvifFaultError, OnvifNotSupportedError) as err:
+            _LOGGER.debug("No imaging options for video source %s: %s", source, err)
+            return None
+        except OnvifError as err:
+            raise backend_error(err) from err
+
+    def _encoder_facts(self, config: VideoEncoderConfiguration) -> EncoderFacts:
+        profile, label = self._encoders[config.token]
+        return EncoderFacts.of(profile, label, config)
 
     async def _read_info(self) -> DeviceInformation:
         info = await call(self._client.get_device_information())
@@ -199,6 +225,7 @@ class OnvifBackend(OnvifFileInstall):
                     self._state.evolve(
                         installed_version=info.firmware_version,
                         latest_version=info.firmware_version,
+                        last_check=datetime.now(UTC),
                     )
                 )
             facts = await self._read_settings()
@@ -208,6 +235,7 @@ class OnvifBackend(OnvifFileInstall):
                 installed_version=info.firmware_version,
                 latest_version=info.firmware_version,
                 facts=facts,
+                last_check=datetime.now(UTC),
             )
         )
 
@@ -215,12 +243,12 @@ class OnvifBackend(OnvifFileInstall):
         """Read every encoder (one call) and each video source's imaging settings."""
         configs = await call(self._client.get_video_encoder_configurations())
         encoders = tuple(
-            EncoderFacts.of(self._labels[config.token], config)
+            self._encoder_facts(config)
             for config in configs
-            if config.token in self._labels
+            if config.token in self._encoders
         )
         imaging: list[SourceImaging] = []
-        for source in self._imaging_sources:
+        for source, options in self._imaging_options.items():
             try:
                 settings = await self._client.get_imaging_settings(source)
             except OnvifFaultError as err:
@@ -228,7 +256,7 @@ class OnvifBackend(OnvifFileInstall):
                 continue
             except OnvifError as err:
                 raise backend_error(err) from err
-            imaging.append(SourceImaging(source, settings))
+            imaging.append(SourceImaging(source, settings, options))
         return OnvifFacts(encoders, tuple(imaging))
 
     async def async_restart(self) -> None:
@@ -250,7 +278,11 @@ class OnvifBackend(OnvifFileInstall):
             "clock_offset_seconds": self._client.clock_offset,
             "services": sorted(self._client.xaddrs),
             "profiles": [asdict(profile) for profile in self._profiles],
-            "imaging_sources": list(self._imaging_sources),
+            "imaging_sources": list(self._imaging_options),
+            "encoders": {
+                token: {"profile_token": profile.token, "label": label}
+                for token, (profile, label) in self._encoders.items()
+            },
         }
 
     async def async_close(self) -> None:
@@ -263,8 +295,8 @@ class OnvifBackend(OnvifFileInstall):
         """Validate, set (persisted), read back and compare a video encoder's settings."""
         profile = find_profile(self._profiles, request.profile_token)
         result, after = await apply_stream_settings(self._client, profile, request)
-        if after.token in self._labels:
-            encoder = EncoderFacts.of(self._labels[after.token], after)
+        if after.token in self._encoders:
+            encoder = self._encoder_facts(after)
             self._set_state(self._state.evolve(facts=self.facts.with_encoder(encoder)))
         return result
 
@@ -275,7 +307,7 @@ class OnvifBackend(OnvifFileInstall):
         profile = find_profile(self._profiles, request.profile_token)
         result, after = await apply_imaging_settings(self._client, profile, request)
         source = profile.video_source_token
-        if source is not None and source in self._imaging_sources:
+        if source is not None and source in self._imaging_options:
             facts = self.facts.with_imaging(source, after)
             self._set_state(self._state.evolve(facts=facts))
         return result

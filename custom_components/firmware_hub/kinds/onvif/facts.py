@@ -6,10 +6,18 @@ sensors. No Home Assistant imports.
 
 from __future__ import annotations
 
+from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from ...core.models import KindFacts
-from .protocol import ImagingSettings, VideoEncoderConfiguration
+from .protocol import (
+    ImagingOptions,
+    ImagingSettings,
+    MediaProfile,
+    Range,
+    VideoEncoderConfiguration,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -17,8 +25,9 @@ class EncoderFacts:
     """One video encoder configuration some media profile uses."""
 
     token: str
+    """The encoder configuration's token."""
     label: str
-    """The first profile's name (what video software shows), else the token."""
+    """The first profile's Name (what video software shows), else its token."""
     resolution: str | None = None
     """``WIDTHxHEIGHT``."""
     codec: str | None = None
@@ -26,13 +35,18 @@ class EncoderFacts:
     fps: int | None = None
     bitrate_kbps: int | None = None
     gov_length: int | None = None
+    profile_token: str | None = None
+    """The token of the first media profile using the configuration."""
 
     @classmethod
-    def of(cls, label: str, config: VideoEncoderConfiguration) -> EncoderFacts:
-        """Return the facts of a configuration the camera reported."""
+    def of(
+        cls, profile: MediaProfile, label: str, config: VideoEncoderConfiguration
+    ) -> EncoderFacts:
+        """Return the facts of a configuration `profile` uses, as reported."""
         return cls(
             token=config.token,
             label=label,
+            profile_token=profile.token or None,
             resolution=str(config.resolution) if config.resolution else None,
             codec=config.encoding,
             fps=config.fps,
@@ -47,6 +61,13 @@ class SourceImaging:
 
     source: str
     settings: ImagingSettings
+    options: ImagingOptions | None = None
+    """The ranges and modes the camera allows (imaging GetOptions), if it says."""
+
+    def range_of(self, name: str) -> Range | None:
+        """Return the range of setting `name` (``brightness``...), if known."""
+        allowed = getattr(self.options, name, None)
+        return allowed if isinstance(allowed, Range) else None
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,7 +97,26 @@ class OnvifFacts(KindFacts):
         return OnvifFacts(
             self.encoders,
             tuple(
-                SourceImaging(source, settings) if i.source == source else i
+                SourceImaging(source, settings, i.options) if i.source == source else i
                 for i in self.imaging
             ),
         )
+
+
+def encoder_labels(profiles: Mapping[str, MediaProfile]) -> dict[str, str]:
+    """Return encoder token → what to call it, from the profile using it (by token).
+
+    The profile's Name, else its token (else the encoder's token); two profiles of
+    the same Name are told apart by their tokens.
+    """
+    names = {
+        encoder: (profile.name or profile.token or encoder, profile.token)
+        for encoder, profile in profiles.items()
+    }
+    counts = Counter(name for name, _ in names.values())
+    return {
+        encoder: name
+        if counts[name] == 1 or not token or name == token
+        else f"{name} ({token})"
+        for encoder, (name, token) in names.items()
+    }

@@ -3,9 +3,12 @@
 Created at setup from what the camera reported then (`OnvifFacts` in the state):
 its encoder configurations (resolution, codec, fps, bitrate, GOV length) and each
 video source's imaging settings (a value the camera does not report gets no sensor).
-Encoder sensors are named after the configuration's first media profile
-(``Profile_L1S1 resolution``), which is what video software shows; imaging sensors
-carry the video source only when the camera has several.
+Encoder sensors are named after the Name of the configuration's first media profile
+(``MainStream bitrate``; the Bosch names its profiles ``Profile_L1S1``...), which is
+what video software shows, else after the profile's token; the tokens of the profile
+and the configuration are attributes. Imaging sensors carry the video source only when
+the camera has several; a value whose range (imaging GetOptions) has integral bounds
+is shown as a whole number (``128``, not ``128.0``).
 """
 
 from __future__ import annotations
@@ -24,13 +27,16 @@ from homeassistant.helpers.typing import StateType
 
 from ...coordinator import FirmwareCoordinator
 from ...entity import FirmwareHubEntity
-from .facts import EncoderFacts, OnvifFacts
-from .protocol import ImagingSettings
+from .facts import EncoderFacts, OnvifFacts, SourceImaging
+from .protocol import ImagingSettings, Range
 
 ENCODERS = "encoders"
 IMAGING = "imaging"
 #: Imaging values shown as sensors (the settings and the levels of WDR and BLC).
 IMAGING_VALUES: Final = tuple(f.name for f in fields(ImagingSettings))
+ATTR_PROFILE_TOKEN: Final = "profile_token"  # noqa: S105 - a field name
+ATTR_ENCODER_TOKEN: Final = "encoder_configuration_token"  # noqa: S105
+ATTR_VIDEO_SOURCE_TOKEN: Final = "video_source_token"  # noqa: S105
 
 
 def _facts(coordinator: FirmwareCoordinator) -> OnvifFacts:
@@ -40,6 +46,13 @@ def _facts(coordinator: FirmwareCoordinator) -> OnvifFacts:
 
 def _number(value: Any) -> StateType:
     return value if isinstance(value, (int, float)) else None
+
+
+def _integral(allowed: Range | None) -> bool | None:
+    """Return whether a range has integral bounds (None: no range known)."""
+    if allowed is None:
+        return None
+    return float(allowed.minimum).is_integer() and float(allowed.maximum).is_integer()
 
 
 def _text(value: Any) -> StateType:
@@ -212,11 +225,7 @@ def onvif_sensors(coordinator: FirmwareCoordinator) -> list[SensorEntity]:
             if several:
                 description = _of_source(description)
                 named["source"] = item.source
-            sensors.append(
-                OnvifSettingSensor(
-                    coordinator, description, IMAGING, item.source, named
-                )
-            )
+            sensors.append(OnvifImagingSensor(coordinator, description, item, named))
     return sensors
 
 
@@ -259,6 +268,17 @@ class OnvifSettingSensor(FirmwareHubEntity, SensorEntity):
         )
         self._attr_translation_placeholders = placeholders
 
+    @property
+    def extra_state_attributes(self) -> dict[str, Any]:
+        """Return the tokens the camera knows the encoder or video source by."""
+        if self._group != ENCODERS:
+            return {ATTR_VIDEO_SOURCE_TOKEN: self._token}
+        encoder = _facts(self.coordinator).encoder(self._token)
+        return {
+            ATTR_PROFILE_TOKEN: encoder.profile_token if encoder else None,
+            ATTR_ENCODER_TOKEN: self._token,
+        }
+
     def _values(self) -> EncoderFacts | ImagingSettings | None:
         facts = _facts(self.coordinator)
         if self._group == ENCODERS:
@@ -276,3 +296,36 @@ class OnvifSettingSensor(FirmwareHubEntity, SensorEntity):
         values = self._values()
         value = getattr(values, self.entity_description.field, None)
         return self.entity_description.value_fn(value)
+
+
+class OnvifImagingSensor(OnvifSettingSensor):
+    """An imaging value, shown as a whole number where the camera's range is integral.
+
+    The display precision follows the range: 0 for integral bounds, else 1; without
+    a range (the camera has no imaging options) a whole value is still shown whole.
+    """
+
+    def __init__(
+        self,
+        coordinator: FirmwareCoordinator,
+        description: OnvifSensorEntityDescription,
+        item: SourceImaging,
+        placeholders: dict[str, str],
+    ) -> None:
+        """Initialize for a value of video source `item`, with its range."""
+        super().__init__(coordinator, description, IMAGING, item.source, placeholders)
+        self._integral = _integral(item.range_of(description.field))
+        if self._integral is not None:
+            self._attr_suggested_display_precision = 0 if self._integral else 1
+
+    @property
+    def native_value(self) -> StateType:
+        """Return the value, as an int when it is whole and its range integral."""
+        value = super().native_value
+        if (
+            isinstance(value, float)
+            and self._integral is not False
+            and value.is_integer()
+        ):
+            return int(value)
+        return value
