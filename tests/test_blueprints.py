@@ -96,6 +96,7 @@ async def test_nightly_window_runs_a_rollout(
         blocking=True,
     )
     await wait_until(hass, lambda: bool(notified))
+    assert finished[0].data["devices"][0]["result"] == "installed", finished[0].data
     assert camera.firmware_version == "V5.7.20"
     assert finished[0].data["totals"]["installed"] == 1
     assert "1 installed, 0 failed" in notified[0].data["message"]

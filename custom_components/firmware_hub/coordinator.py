@@ -273,7 +273,9 @@ class FirmwareCoordinator(DataUpdateCoordinator[FirmwareState]):
         `reload` (setup had to start without reaching the device), the entry is
         reloaded once the install ended, to read the device afresh.
         """
-        self._installing = True
+        # With a marker, the install is known to run; without, only once the
+        # device shows one (a quick look must not refuse the user's requests).
+        self._installing = run is not None
         if run is not None:
             self.async_set_updated_data(
                 self.data.evolve(install=run, phase=Phase.INSTALLING, progress=None)
@@ -288,9 +290,7 @@ class FirmwareCoordinator(DataUpdateCoordinator[FirmwareState]):
         try:
             async with self._lock:
                 try:
-                    final = await self.backend.async_follow(
-                        run, self.async_set_updated_data
-                    )
+                    final = await self.backend.async_follow(run, self._publish_follow)
                 except InstallError as err:
                     await self._async_write_journal(None)
                     self.async_set_updated_data(self.backend.state)
@@ -309,6 +309,12 @@ class FirmwareCoordinator(DataUpdateCoordinator[FirmwareState]):
             self._installing = False
         if reload:
             self.hass.config_entries.async_schedule_reload(self.config_entry.entry_id)
+
+    def _publish_follow(self, state: FirmwareState) -> None:
+        """Publish a followed install's state; from the first, requests are refused."""
+        if state.in_progress:
+            self._installing = True
+        self.async_set_updated_data(state)
 
     # ---------------------------------------------------------------- actions
 
