@@ -74,14 +74,22 @@ def chunk_ranges(
 
 def md5_matches(check: str, data: bytes, file_chunk: str) -> bool:
     """Return whether `check` is the MD5 of the raw bytes or of the base64 text."""
+    return _checked_md5(check, data, file_chunk) is not None
+
+
+def _checked_md5(check: str, data: bytes, file_chunk: str) -> str | None:
+    """Return the MD5 of `data` when `check` vouches for it (either reading)."""
     expected = check.strip().lower()
-    if hashlib.md5(data, usedforsecurity=False).hexdigest() == expected:
-        return True
+    digest = hashlib.md5(data, usedforsecurity=False).hexdigest()
+    if digest == expected:
+        return digest
     try:
         text = file_chunk.encode("ascii")
     except UnicodeEncodeError:
-        return False
-    return hashlib.md5(text, usedforsecurity=False).hexdigest() == expected
+        return None
+    if hashlib.md5(text, usedforsecurity=False).hexdigest() == expected:
+        return digest
+    return None
 
 
 class ChunkClient:
@@ -146,7 +154,12 @@ class ChunkClient:
                 length = resp.content_length
                 if length is not None and length > MAX_REPLY_BYTES:
                     raise error(ChunkReplyError, "reply too large")
-                reply = await _read_bounded(resp.content, MAX_REPLY_BYTES)
+                # With a Content-Length the parser stops at it: read in one go.
+                reply = (
+                    await resp.read()
+                    if length is not None
+                    else await _read_bounded(resp.content, MAX_REPLY_BYTES)
+                )
                 if reply is None:
                     raise error(ChunkReplyError, "reply too large")
                 status = resp.status
@@ -177,12 +190,27 @@ class ChunkClient:
         `ChunkChecksumError`, `ChunkReplyError`, `ChunkHttpError`,
         `MilingConnectionError` / `MilingTimeoutError`.
         """
+        data, _md5 = await self.fetch_verified(
+            file_name, start, end, file_size=file_size
+        )
+        return data
+
+    async def fetch_verified(
+        self, file_name: str, start: int, end: int, *, file_size: int | None = None
+    ) -> tuple[bytes, str]:
+        """Fetch a chunk as `fetch_chunk` does; also return its bytes' MD5 (hex).
+
+        The MD5 is computed once, for the check, and handed on (a resume ledger
+        keeps it) instead of being computed again.
+        """
         request = ChunkRequest(self._device_id, file_name, start, end)  # validates
         raw = await self._post(self._body(file_name, start, end), file_name, start, end)
         return self._verify(request, raw, file_size)
 
     @staticmethod
-    def _verify(request: ChunkRequest, raw: bytes, file_size: int | None) -> bytes:
+    def _verify(
+        request: ChunkRequest, raw: bytes, file_size: int | None
+    ) -> tuple[bytes, str]:
         name, start, end = request.file_name, request.start, request.end
 
         def error(cls: type[ChunkError], message: str) -> ChunkError:
@@ -208,9 +236,10 @@ class ChunkClient:
             raise error(ChunkReplyError, f"{size} bytes, expected {expected}")
         if reply.end not in {end, start + size - 1}:
             raise error(ChunkReplyError, f"End {reply.end} echoed")
-        if not md5_matches(reply.check, data, reply.file_chunk):
+        digest = _checked_md5(reply.check, data, reply.file_chunk)
+        if digest is None:
             raise error(ChunkChecksumError, f"MD5 mismatch (Check {reply.check})")
-        return data
+        return data, digest
 
 
 def _chunk_reply(
