@@ -18,11 +18,7 @@ import pytest
 
 from custom_components.firmware_hub.core.packages import PackageStore
 from custom_components.firmware_hub.core.retry import Backoff
-from custom_components.firmware_hub.core.window import (
-    AdaptiveWindow,
-    Outcome,
-    WindowClosedError,
-)
+from custom_components.firmware_hub.core.window import AdaptiveWindow, Outcome
 from custom_components.firmware_hub.kinds.miling.fetch import (
     DEFAULT_MAX_IN_FLIGHT,
     ChunkDownloader,
@@ -167,24 +163,33 @@ def test_maximum_is_bounded(make: Make) -> None:
 
 
 async def test_window_slots() -> None:
-    """Waiters get slots in order; a cancelled waiter passes its slot on; close."""
-    window = AdaptiveWindow(4, initial=1)
+    """Waiters get slots in order; a cancelled waiter passes a granted slot on."""
+    ticks = iter(range(100))
+    window = AdaptiveWindow(4, initial=1, clock=lambda: float(next(ticks)))
     first = await window.acquire()
-    waiting = [asyncio.ensure_future(window.acquire()) for _ in range(2)]
+    waiting = [asyncio.ensure_future(window.acquire()) for _ in range(3)]
     await asyncio.sleep(0)
     assert window.in_flight == 1
-    waiting[0].cancel()
-    window.release(first, Outcome.NEUTRAL)
+    waiting[0].cancel()  # cancelled while still waiting
+    await asyncio.sleep(0)
+    window.release(first, Outcome.NEUTRAL)  # granted to waiting[1]
+    waiting[1].cancel()  # granted, but cancelled before it ran: passed on
     await asyncio.sleep(0)
     assert waiting[0].cancelled()
-    second = await waiting[1]
+    assert waiting[1].cancelled()
+    third = await waiting[2]
     assert window.in_flight == 1
+    window.release(third, Outcome.OK)
+    assert window.in_flight == 0
+    assert window.limit == 2  # a round with an answer and no trouble: doubled
+    held = [await window.acquire(), await window.acquire()]
     late = asyncio.ensure_future(window.acquire())
     await asyncio.sleep(0)
-    window.close(WindowClosedError("stop"))
-    with pytest.raises(WindowClosedError):
+    window.close(ValueError("stop"))
+    with pytest.raises(ValueError, match="stop"):
         await late
-    with pytest.raises(WindowClosedError):
+    with pytest.raises(ValueError, match="stop"):
         await window.acquire()
-    window.release(second, Outcome.OK)
+    for ticket in held:
+        window.release(ticket, Outcome.NEUTRAL)
     assert window.in_flight == 0

@@ -602,8 +602,17 @@ class MilingServerSimulator:
             {"Status": answer.status, "md5": hashlib.md5(data).hexdigest()}
         )
 
-    async def _handle_state(self, _request: web.Request) -> web.Response:
-        """``GET /sim/state``: counters and registrations."""
+    async def _handle_state(self, request: web.Request) -> web.Response:
+        """``GET /sim/state[?since=N]``: counters and registrations.
+
+        ``in_flight_seen``: over the download requests from number N on, how many
+        there were, and the sum and the highest of their ``concurrency``.
+        """
+        try:
+            since = max(0, int(request.query.get("since", "0")))
+        except ValueError:
+            return web.json_response({"error": "since must be a number"}, status=400)
+        seen = self.concurrency[since:]
         return web.json_response(
             {
                 "registrations": [
@@ -621,6 +630,11 @@ class MilingServerSimulator:
                 ],
                 "http_requests": self.http_requests,
                 "requests_served": self.requests_served,
+                "in_flight_seen": {
+                    "count": len(seen),
+                    "sum": sum(seen),
+                    "max": max(seen, default=0),
+                },
                 "files": {name: len(data) for name, data in self.files.items()},
             }
         )

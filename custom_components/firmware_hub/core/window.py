@@ -8,7 +8,8 @@ started in it completes (about one round trip). Each round's throughput is the
 answers it received over its duration.
 
 - Slow start: from `initial`, the window doubles every round while the round's
-  throughput grows with it (by a quarter at least); then it keeps the window.
+  throughput grows with it (by a quarter at least); after two rounds in a row
+  without that growth it keeps the window.
 - Probing: the throughput is measured over `PROBE_ROUNDS` rounds at the window, then
   over as many at a window a quarter larger; the larger window stays when it brought
   at least half its proportional gain, else the window goes back. So it grows while
@@ -40,6 +41,8 @@ BUSY_TOLERANCE: Final = 0.1
 BUSY_SAMPLE: Final = 8
 #: Growth of a round's throughput that keeps a slow start going (window doubled).
 SLOW_START_GAIN: Final = 1.25
+#: Rounds in a row without that growth that end a slow start (one may be noise).
+SLOW_START_STALLS: Final = 2
 #: Rounds measured at a window before a probe, and at the probed window.
 PROBE_ROUNDS: Final = 4
 #: Load levels beyond this all mean "one at a time".
@@ -62,10 +65,6 @@ class Outcome(Enum):
     """Nothing learned (cancelled): the slot is only given back."""
 
 
-class WindowClosedError(Exception):
-    """Raised by `acquire` once the window was closed."""
-
-
 class AdaptiveWindow:
     """A semaphore whose limit follows the server's answers (see the module doc)."""
 
@@ -86,8 +85,8 @@ class AdaptiveWindow:
         self._cap = maximum
         self._limit = max(1, min(initial, maximum))
         self._in_flight = 0
-        self._waiters: deque[asyncio.Future[None]] = deque()
         self._closed: BaseException | None = None
+        self._waiters: deque[asyncio.Future[None]] = deque()
         self._slow_start = True
         self._threshold = maximum  # slow start ends here (half the window at trouble)
         self._troubled = False  # shrunk, and no clean sample of answers since
@@ -101,7 +100,8 @@ class AdaptiveWindow:
         self._round_failed = False
         self._sample_ok = 0  # answers the busy share is taken over
         self._sample_busy = 0
-        self._last_rate = 0.0  # the previous round's throughput (slow start)
+        self._last_rate = 0.0  # the throughput before the last doubling
+        self._stalls = 0  # slow start rounds in a row without growth
         # Probing: the rounds measured so far at this window, their answers and time.
         self._epoch_rounds = 0
         self._epoch_ok = 0
@@ -144,7 +144,7 @@ class AdaptiveWindow:
             self._wake()
 
     def close(self, error: BaseException) -> None:
-        """Refuse every waiting and future `acquire` with `error`."""
+        """Stop: every waiting and later `acquire` raises `error`."""
         self._closed = error
         while self._waiters:
             waiter = self._waiters.popleft()
@@ -241,11 +241,14 @@ class AdaptiveWindow:
             # (or at the start), only while the throughput keeps up.
             rate = ok / elapsed
             grew = self._recovering or rate >= self._last_rate * SLOW_START_GAIN
+            self._stalls = 0 if grew else self._stalls + 1
             if grew:
                 self._set_limit(min(self._limit * 2, self._threshold))
-            if not grew or self._limit >= min(self._threshold, self._cap):
+                self._last_rate = rate
+            if self._stalls >= SLOW_START_STALLS or self._limit >= min(
+                self._threshold, self._cap
+            ):
                 self._slow_start = self._recovering = False
-            self._last_rate = rate
             return
         self._probe(ok, elapsed)
 

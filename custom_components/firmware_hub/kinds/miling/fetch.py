@@ -42,7 +42,7 @@ from ...core.packages import (
     PartialFile,
 )
 from ...core.retry import Backoff
-from ...core.window import AdaptiveWindow, Outcome, Ticket
+from ...core.window import AdaptiveWindow, Outcome
 from .protocol.chunks import ChunkClient, chunk_ranges
 from .protocol.errors import (
     ChunkChecksumError,
@@ -324,66 +324,54 @@ class ChunkDownloader:
         todo: list[tuple[int, int]],
         writer: _ChunkWriter,
     ) -> None:
-        """Start each chunk as the window grants a slot; stop at the first failure."""
+        """Fetch `todo` with workers that each wait for a slot of the window.
+
+        Twice as many workers as the window may grow to, so that chunks waiting
+        for a retry (holding no slot) never leave a slot unused.
+        """
         window = self.window
         assert window is not None  # noqa: S101 - set by download
+        queue = iter(todo)
+
+        async def worker() -> None:
+            for start, end in queue:
+                data, md5 = await self._fetch_chunk(file_name, size, start, end)
+                await writer.add(start, data, md5)
+
         loop = asyncio.get_running_loop()
-        tasks: set[asyncio.Task[None]] = set()
-        failures: list[BaseException] = []
-
-        async def chunk(start: int, end: int, ticket: Ticket) -> None:
-            data, md5 = await self._fetch_chunk(file_name, size, start, end, ticket)
-            await writer.add(start, data, md5)
-
-        def finished(task: asyncio.Task[None]) -> None:
-            tasks.discard(task)
-            if not task.cancelled() and (error := task.exception()) is not None:
-                failures.append(error)
-                window.close(error)  # wakes the loop below
-
+        count = min(len(todo), 2 * window.maximum)
+        workers = [loop.create_task(worker()) for _ in range(count)]
         try:
-            for start, end in todo:
-                ticket = await window.acquire()
-                task = loop.create_task(chunk(start, end, ticket))
-                tasks.add(task)
-                task.add_done_callback(finished)
-            while tasks and not failures:
-                await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
-            if failures:
-                raise failures[0]
-        finally:
-            for task in tasks:
+            await asyncio.gather(*workers)
+        except BaseException:
+            for task in workers:
                 task.cancel()
-            if tasks:
-                await asyncio.wait(tasks)
+            await asyncio.gather(*workers, return_exceptions=True)
+            raise
 
     async def _fetch_chunk(
-        self,
-        file_name: str,
-        size: int,
-        start: int,
-        end: int,
-        ticket: Ticket | None = None,
+        self, file_name: str, size: int, start: int, end: int
     ) -> tuple[bytes, str]:
-        """Fetch one chunk and its MD5 in the window's slots, retrying what can be.
+        """Fetch one chunk and its MD5 in a slot of the window, retrying what can be.
 
-        `ticket` is a slot already granted; a chunk waiting for its retry holds none.
+        A chunk waiting for its retry holds no slot.
         """
         window = self.window
         assert window is not None  # noqa: S101 - set by download
         attempts = self._timing.attempts
         for attempt in range(1, attempts + 1):
-            if ticket is None:
-                ticket = await window.acquire()
+            ticket = await window.acquire()
             try:
                 chunk = await self._chunks.fetch_verified(
                     file_name, start, end, file_size=size
                 )
             except (ChunkError, MilingConnectionError) as err:
+                final = not err.retryable or attempt == attempts
+                if final:  # no other chunk starts: the download fails
+                    window.close(err)
                 busy = isinstance(err, ChunkServerError)
                 window.release(ticket, Outcome.BUSY if busy else Outcome.FAILED)
-                ticket = None
-                if not err.retryable or attempt == attempts:
+                if final:
                     if isinstance(err, (ChunkMissingError, ChunkChecksumError)):
                         raise
                     raise PackageError(f"chunk download failed: {err}") from err
