@@ -58,7 +58,7 @@ class Outcome(Enum):
     OK = auto()
     """Answered as asked."""
     BUSY = auto()
-    """Refused for now (Miling Status 2): one off the window."""
+    """Refused for now (Miling Status 2): counts toward the busy share."""
     FAILED = auto()
     """An error or a timeout: half the window (once per round trip)."""
     NEUTRAL = auto()
@@ -81,8 +81,6 @@ class AdaptiveWindow:
             raise ValueError("maximum must be at least 1")
         self.maximum = maximum
         self._clock = clock
-        self._load = 0
-        self._cap = maximum
         self._limit = max(1, min(initial, maximum))
         self._in_flight = 0
         self._closed: BaseException | None = None
@@ -108,8 +106,10 @@ class AdaptiveWindow:
         self._epoch_time = 0.0
         self._probe_from: tuple[int, float] | None = None  # (window, its throughput)
         #: The highest limit reached (diagnostics).
+        self._load = max(0, min(load, _MAX_LEVEL))
+        self._cap = max(1, maximum >> self._load)
+        self._limit = min(self._limit, self._cap)
         self.peak = self._limit
-        self.set_load(load)
 
     @property
     def limit(self) -> int:
