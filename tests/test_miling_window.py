@@ -25,6 +25,7 @@ from custom_components.firmware_hub.kinds.miling.fetch import (
     FetchTiming,
 )
 from custom_components.firmware_hub.kinds.miling.protocol.chunks import ChunkClient
+from custom_components.firmware_hub.kinds.miling.protocol.errors import ChunkReplyError
 
 from .simulators.miling import MilingServerSimulator
 
@@ -134,6 +135,7 @@ async def test_rising_load_condition_shrinks_the_window(
 
     risen = await served(40)
     downloader.set_load_condition(3)
+    downloader.set_load_condition(3)  # the same hint again changes nothing
     fallen = await served(risen + 24)
     downloader.set_load_condition(0)
     assert await task == PACKAGE
@@ -193,3 +195,33 @@ async def test_window_slots() -> None:
     for ticket in held:
         window.release(ticket, Outcome.NEUTRAL)
     assert window.in_flight == 0
+
+
+async def test_large_download_checkpoints(
+    sim: MilingServerSimulator, make: Make
+) -> None:
+    """More than a checkpoint's worth of chunks, answered at once: all exact."""
+    big = os.urandom(600 * 2048 + 5)
+    sim.files[NAME] = big
+    sim.delay = 0
+    package = await make().download(
+        NAME, len(big), "200300", progress=lambda _done, _total: None
+    )
+    assert package.path.read_bytes() == big
+    assert sim.requests_served == 601
+
+
+async def test_unusual_but_valid_replies(
+    sim: MilingServerSimulator, session: aiohttp.ClientSession
+) -> None:
+    """Integral floats take the codec's path and are accepted; a list is refused."""
+    chunks = ChunkClient(
+        session, host=sim.host, http_port=sim.http_port, device_id="10001"
+    )
+    sim.delay = 0
+    sim.reply_override = {"Start": 0.0, "End": 2047.0}
+    assert await chunks.fetch_chunk(NAME, 0, 2047) == PACKAGE[:2048]
+    sim.reply_override = {}
+    sim.raw_reply = b'{"ProtocolCode":1015,"Parameters":[]}'
+    with pytest.raises(ChunkReplyError):
+        await chunks.fetch_chunk(NAME, 0, 2047)

@@ -121,11 +121,6 @@ class AdaptiveWindow:
         """Return how many slots are taken."""
         return self._in_flight
 
-    @property
-    def cap(self) -> int:
-        """Return the limit's bound under the current load hint."""
-        return self._cap
-
     def set_load(self, level: int) -> None:
         """Take the server's load hint (0 idle): the cap is `maximum` >> level."""
         level = max(0, min(level, _MAX_LEVEL))
