@@ -15,7 +15,7 @@ from homeassistant.components.update import DOMAIN as UPDATE_DOMAIN, SERVICE_INS
 from homeassistant.config_entries import SOURCE_USER, ConfigEntryState
 from homeassistant.const import ATTR_ENTITY_ID, STATE_OFF, STATE_ON
 from homeassistant.core import HomeAssistant
-from homeassistant.data_entry_flow import FlowResultType
+from homeassistant.data_entry_flow import FlowResultType, InvalidData
 from homeassistant.exceptions import HomeAssistantError, ServiceValidationError
 from homeassistant.helpers import device_registry as dr, entity_registry as er
 from homeassistant.setup import async_setup_component
@@ -40,6 +40,7 @@ from custom_components.firmware_hub.kinds.miling import (
     backend as miling_backend,
     fetch as miling_fetch,
 )
+from custom_components.firmware_hub.kinds.miling.spec import CONF_MAX_REQUESTS_IN_FLIGHT
 
 from .helpers import wait_until as _until
 from .simulators.miling import (
@@ -279,6 +280,7 @@ async def test_reconfigure_and_options(
             CONF_AUTO_DOWNLOAD: False,
             CONF_HANDOFF_TIMEOUT: 5,
             CONF_MAX_CONCURRENT_INSTALLS: 3,
+            CONF_MAX_REQUESTS_IN_FLIGHT: 32,  # the default
         }
         await hass.async_block_till_done()
         assert await hass.config_entries.async_unload(entry.entry_id)
@@ -424,22 +426,81 @@ async def test_status_2_and_dropped_connections(
     assert sum(server.range_requests.values()) > server.requests_served
 
 
-@pytest.mark.parametrize(("load_condition", "expected"), [(0, 16), (4, 1)])
+@pytest.mark.parametrize(("load_condition", "expected"), [(0, 32), (4, 2)])
 async def test_load_condition_limits_requests_in_flight(
     hass: HomeAssistant,
     server: MilingServerSimulator,
     load_condition: int,
     expected: int,
 ) -> None:
-    """An idle server gets 16 chunk requests at once, a loaded one a single one."""
+    """An idle server gets up to 32 chunk requests at once, a loaded one 32 >> 4."""
     await _setup(hass, server)
-    server.delay = 0.005
+    server.delay = 0.03
     requested = async_capture_events(hass, EVENT_INSTALL_REQUESTED)
     await _push(server, load_condition=load_condition)
     await _until(hass, lambda: _ready(hass) and server.requests_served == TOTAL_CHUNKS)
     await _install(hass)
     assert Path(requested[0].data["path"]).read_bytes() == PACKAGE
+    assert max(server.concurrency[:2]) <= 2  # it starts small
     assert server.max_concurrent == expected
+
+
+async def test_rising_load_condition_mid_download(
+    hass: HomeAssistant, server: MilingServerSimulator
+) -> None:
+    """The same offer pushed again with LoadCondition 5 caps the running download."""
+    await _setup(hass, server)
+    server.delay = 0.03
+    requested = async_capture_events(hass, EVENT_INSTALL_REQUESTED)
+    await _push(server)
+    await _until(hass, lambda: server.http_requests >= 40)
+    assert await _push(server, load_condition=5) == 0  # answered after the cap
+    seen = server.http_requests
+    await _until(hass, lambda: _ready(hass) and server.requests_served == TOTAL_CHUNKS)
+    await _install(hass)
+    assert Path(requested[0].data["path"]).read_bytes() == PACKAGE
+    assert server.max_concurrent > 8
+    # Up to 32 requests sent before the cap may still arrive; then one at a time.
+    assert max(server.concurrency[seen + 32 :]) == 1
+
+
+async def test_max_requests_in_flight_option(
+    hass: HomeAssistant, server: MilingServerSimulator
+) -> None:
+    """The option (default 32, 1..64) reaches the download: never more in flight."""
+    entry = await _setup(hass, server)
+    result = await hass.config_entries.options.async_init(entry.entry_id)
+    schema = result["data_schema"].schema
+    key = next(k for k in schema if str(k) == CONF_MAX_REQUESTS_IN_FLIGHT)
+    assert key.default() == 32
+    answers = {
+        CONF_AUTO_DOWNLOAD: True,
+        CONF_HANDOFF_TIMEOUT: 30,
+        CONF_MAX_CONCURRENT_INSTALLS: 2,
+    }
+    with pytest.raises(InvalidData):
+        await hass.config_entries.options.async_configure(
+            result["flow_id"], {**answers, CONF_MAX_REQUESTS_IN_FLIGHT: 65}
+        )
+    result = await hass.config_entries.options.async_configure(
+        result["flow_id"], {**answers, CONF_MAX_REQUESTS_IN_FLIGHT: 4}
+    )
+    assert result["type"] is FlowResultType.CREATE_ENTRY
+    assert entry.options[CONF_MAX_REQUESTS_IN_FLIGHT] == 4
+    await hass.async_block_till_done()  # the entry reloads with it
+    await _until(hass, lambda: hass.states.get(CLOUD).state == STATE_ON)
+    result = await hass.config_entries.options.async_init(entry.entry_id)
+    key = next(k for k in result["data_schema"].schema if str(k) == key)
+    assert key.default() == 4
+    hass.config_entries.options.async_abort(result["flow_id"])
+
+    server.delay = 0.03
+    requested = async_capture_events(hass, EVENT_INSTALL_REQUESTED)
+    await _push(server)
+    await _until(hass, lambda: _ready(hass) and server.requests_served == TOTAL_CHUNKS)
+    await _install(hass)
+    assert Path(requested[0].data["path"]).read_bytes() == PACKAGE
+    assert server.max_concurrent == 4
 
 
 async def test_missing_file_is_final(
@@ -587,8 +648,8 @@ async def test_compressed_chunks_fail_the_download(
     assert finished[0].data["error"] == "download_failed"
     assert hass.states.get(STATUS).state == "failed"
     assert set(server.accept_encodings) == {"identity"}
-    # One request per worker at most: a compressed answer is final.
-    assert server.http_requests <= miling_fetch.in_flight(0)
+    # The window's first requests at most: a compressed answer is final.
+    assert server.http_requests <= miling_fetch.INITIAL_IN_FLIGHT
     assert max(server.bodies_sent) < 64 * 1024
     assert not [n for n in _package_files(hass, entry) if n.startswith("package-")]
 

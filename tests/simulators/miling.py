@@ -48,7 +48,7 @@ import zlib
 from aiohttp import WSMsgType, web
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Container, Sequence
 
 __all__ = [
     "ChecksumOf",
@@ -127,8 +127,10 @@ class MilingServerSimulator:
       ``lower_case_check``.
     - ``file_missing``: Status 1 for every request; ``status2_fraction``: Status 2
       on that fraction of requests; ``drop_fraction``: that fraction of responses
-      is cut half-way and the connection closed; ``delay``: seconds before each
-      HTTP answer.
+      is cut half-way and the connection closed; ``status2_requests`` /
+      ``drop_requests``: the download requests with these numbers (0-based, in
+      arrival order) get Status 2 / are cut; ``delay``: seconds before each HTTP
+      answer.
     - ``echo_actual_end``: a range past the end of the file is answered with the
       bytes there are and End = the last byte sent (default: End echoed).
     - ``reply_override``: fields merged into every 1015 ``Parameters`` (type
@@ -144,7 +146,9 @@ class MilingServerSimulator:
     ``Counter`` of (Start, End)), ``ws_connections``, ``ws_frames`` (every frame
     received), ``accept_encodings`` (the Accept-Encoding of every download
     request), ``bodies_sent`` (the length on the wire of every 1015 body),
-    ``max_concurrent`` (the most download requests handled at once).
+    ``max_concurrent`` (the most download requests handled at once),
+    ``concurrency`` (for each download request, in arrival order, how many were
+    being handled when it arrived, itself included).
     """
 
     def __init__(
@@ -173,6 +177,8 @@ class MilingServerSimulator:
         self.file_missing = False
         self.status2_fraction = 0.0
         self.drop_fraction = 0.0
+        self.status2_requests: Container[int] = frozenset()
+        self.drop_requests: Container[int] = frozenset()
         self.delay = 0.0
         self.echo_actual_end = False
         self.reply_override: dict[str, Any] = {}
@@ -192,6 +198,7 @@ class MilingServerSimulator:
         self.accept_encodings: list[str | None] = []
         self.bodies_sent: list[int] = []
         self.max_concurrent = 0
+        self.concurrency: list[int] = []
         self._active = 0
 
         self._corrupted: set[tuple[str, int, int]] = set()
@@ -369,6 +376,7 @@ class MilingServerSimulator:
         self.requests_served = 0
         self.http_requests = 0
         self.range_requests.clear()
+        self.concurrency.clear()
 
     # ---------------------------------------------------------------- WebSocket
 
@@ -482,6 +490,7 @@ class MilingServerSimulator:
         self._handlers.add(task)
         self._active += 1
         self.max_concurrent = max(self.max_concurrent, self._active)
+        self.concurrency.append(self._active)
         try:
             answer = await self._download(request)
             if self.chunked_reply and isinstance(answer, web.Response):
@@ -492,6 +501,7 @@ class MilingServerSimulator:
             self._handlers.discard(task)
 
     async def _download(self, request: web.Request) -> web.StreamResponse:
+        number = self.http_requests
         self.http_requests += 1
         self.accept_encodings.append(request.headers.get("Accept-Encoding"))
         if self.delay:
@@ -521,6 +531,7 @@ class MilingServerSimulator:
             or start >= len(data)
             or (end >= len(data) and not self.echo_actual_end)
             or self.rng.random() < self.status2_fraction
+            or number in self.status2_requests
         ):
             return self._answer({"Status": 2, **echo})
         chunk = data[start : end + 1]
@@ -537,7 +548,7 @@ class MilingServerSimulator:
             check = hashlib.md5(covered + b"corrupt").hexdigest()
         check = check.lower() if self.lower_case_check else check.upper()
         answer = self._answer({"Status": 0, **echo, "Check": check, "FileChunk": text})
-        if self.rng.random() < self.drop_fraction:
+        if self.rng.random() < self.drop_fraction or number in self.drop_requests:
             return await self._drop(request, answer)
         self.requests_served += 1
         return answer
@@ -591,8 +602,17 @@ class MilingServerSimulator:
             {"Status": answer.status, "md5": hashlib.md5(data).hexdigest()}
         )
 
-    async def _handle_state(self, _request: web.Request) -> web.Response:
-        """``GET /sim/state``: counters and registrations."""
+    async def _handle_state(self, request: web.Request) -> web.Response:
+        """``GET /sim/state[?since=N]``: counters and registrations.
+
+        ``in_flight_seen``: over the download requests from number N on, how many
+        there were, and the sum and the highest of their ``concurrency``.
+        """
+        try:
+            since = max(0, int(request.query.get("since", "0")))
+        except ValueError:
+            return web.json_response({"error": "since must be a number"}, status=400)
+        seen = self.concurrency[since:]
         return web.json_response(
             {
                 "registrations": [
@@ -610,6 +630,11 @@ class MilingServerSimulator:
                 ],
                 "http_requests": self.http_requests,
                 "requests_served": self.requests_served,
+                "in_flight_seen": {
+                    "count": len(seen),
+                    "sum": sum(seen),
+                    "max": max(seen, default=0),
+                },
                 "files": {name: len(data) for name, data in self.files.items()},
             }
         )

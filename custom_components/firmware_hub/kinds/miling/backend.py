@@ -2,8 +2,9 @@
 
 Home Assistant registers as the device (1010) on every (re)connect, answers the
 server's upgrade requests (1012 → 1013) at once after validating them, fetches the
-package in ≤2048-byte MD5-checked chunks (1014 → 1015) with several requests in flight
-(fewer when the server reports load), and hands the assembled package to the real
+package in ≤2048-byte MD5-checked chunks (1014 → 1015) with an adaptive number of
+requests in flight (up to `max_in_flight`; fewer when the server reports load or
+struggles), and hands the assembled package to the real
 device. On the device's success it registers again with the new ProgVersion.
 
 No Home Assistant imports.
@@ -24,7 +25,7 @@ from ...core.bridge import BridgeBackend, BridgeOffer, BridgeSettings, HandOff
 from ...core.models import DeviceIdentity, FirmwareState
 from ...core.packages import Package
 from ...core.retry import Backoff
-from .fetch import ChunkDownloader, FetchTiming
+from .fetch import DEFAULT_MAX_IN_FLIGHT, ChunkDownloader, FetchTiming
 from .protocol.chunks import ChunkClient
 from .protocol.client import (
     RECONNECT_BACKOFF,
@@ -90,6 +91,7 @@ class MilingBackend(BridgeBackend):
         max_package_bytes: int,
         bridge: BridgeSettings,
         timing: MilingTiming | None = None,
+        max_in_flight: int = DEFAULT_MAX_IN_FLIGHT,
     ) -> None:
         """Initialize; nothing connects until `async_run`."""
         super().__init__(installed_version=prog_version, settings=bridge)
@@ -109,6 +111,7 @@ class MilingBackend(BridgeBackend):
             ),
             self.store,
             self._timing.fetch,
+            max_in_flight=max_in_flight,
         )
         self._client = MilingClient(
             host=host,
@@ -122,8 +125,6 @@ class MilingBackend(BridgeBackend):
             stable_after=self._timing.stable_after,
         )
         self._tasks: set[asyncio.Task[None]] = set()
-        #: The server's load at its last upgrade request (0 idle): requests in flight.
-        self._load_condition = 0
 
     # ------------------------------------------------------------ connection
 
@@ -238,10 +239,13 @@ class MilingBackend(BridgeBackend):
 
     async def _handle_upgrade_request(self, request: UpgradeRequest) -> None:
         status = self.validate(request)
+        if status == UpgradeStatus.ACCEPTED:
+            # The server's load now: caps the requests in flight at once, also
+            # those of a download of this offer that is running.
+            self._downloader.set_load_condition(request.load_condition)
         await self._reply(status)
         if status != UpgradeStatus.ACCEPTED:
             return
-        self._load_condition = request.load_condition
         await self.async_offer(
             BridgeOffer(
                 version=request.prog_version,
@@ -264,7 +268,6 @@ class MilingBackend(BridgeBackend):
             str(offer.source["file_name"]),
             int(offer.size or 0),
             offer.version,
-            load_condition=self._load_condition,
             progress=progress,
         )
 

@@ -1,8 +1,13 @@
-"""Miling package download: MD5-checked chunks, several in flight, resumable.
+"""Miling package download: MD5-checked chunks, an adaptive number in flight, resumable.
 
 The package is fetched in ≤2048-byte chunks (1014 → 1015) into the package store's
-`PartialFile`. Each finished chunk's MD5 is recorded in a ledger beside the partial
-file, saved with every checkpoint. The protocol has no whole-file checksum, so a
+`PartialFile`. How many requests are in flight follows the server's answers
+(`core.window.AdaptiveWindow`: it starts at two, grows while the round trip holds,
+shrinks on Status 2, errors, timeouts and a rising LoadCondition), never more than
+the configured maximum; a chunk waiting for its retry gives its slot back. Verified
+chunks are written at their offsets in batches (one executor job per `FLUSH_BYTES`,
+contiguous chunks joined); each written chunk's MD5 (computed once, for the check)
+is recorded in a ledger beside the partial file, saved with every checkpoint. The protocol has no whole-file checksum, so a
 resume trusts nothing it cannot check:
 
 - a chunk counts as done only when the partial file covers it *and* the ledger holds
@@ -19,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+import contextlib
 from dataclasses import dataclass, field
 import hashlib
 import json
@@ -36,20 +42,29 @@ from ...core.packages import (
     PartialFile,
 )
 from ...core.retry import Backoff
+from ...core.window import AdaptiveWindow, Outcome
 from .protocol.chunks import ChunkClient, chunk_ranges
 from .protocol.errors import (
     ChunkChecksumError,
     ChunkError,
     ChunkMissingError,
+    ChunkServerError,
     MilingConnectionError,
 )
 
 _LOGGER = logging.getLogger(__name__)
 
-#: Requests in flight when the server is idle (LoadCondition 0); halved per level.
-MAX_IN_FLIGHT: Final = 16
+#: Default bound of the requests in flight (the option `max_requests_in_flight`).
+DEFAULT_MAX_IN_FLIGHT: Final = 32
+#: The option's range.
+MIN_IN_FLIGHT: Final = 1
+MAX_IN_FLIGHT: Final = 64
+#: Requests in flight at the start of a download (the window grows from there).
+INITIAL_IN_FLIGHT: Final = 2
 #: Chunks between two checkpoints of the partial download (≈ 1 MiB).
 CHECKPOINT_EVERY: Final = 512
+#: Verified bytes gathered before they are written (one executor job).
+FLUSH_BYTES: Final = 64 * 1024
 #: Finished chunks fetched again before a resume (all of them when fewer).
 RESUME_SAMPLE: Final = 8
 _LEDGER_SUFFIX: Final = ".md5.json"
@@ -63,14 +78,11 @@ class FetchTiming:
     """Retries of one chunk (tests shorten them)."""
 
     attempts: int = 10  # per chunk, for retryable errors (Status 2 is routine)
+    # A chunk waiting for its retry holds no slot: the window, not this wait,
+    # is what slows the download down for a struggling server.
     retry: Backoff = field(
-        default_factory=lambda: Backoff(initial=0.5, maximum=10.0, jitter=0.5)
+        default_factory=lambda: Backoff(initial=0.2, maximum=10.0, jitter=0.5)
     )
-
-
-def in_flight(load_condition: int) -> int:
-    """Return how many chunk requests to keep in flight for a server load level."""
-    return max(1, MAX_IN_FLIGHT >> max(0, min(load_condition, 4)))
 
 
 def partial_key(file_name: str, size: int, version: str) -> str:
@@ -109,9 +121,13 @@ class ChunkLedger:
                 if start.isdecimal() and isinstance(value, str)
             }
 
-    def save(self) -> None:
-        """Write the MD5s atomically (executor; after the data was flushed)."""
-        doc = {"size": self.size, "md5": {str(k): v for k, v in self.md5.items()}}
+    def snapshot(self) -> dict[int, str]:
+        """Return a copy of the MD5s to `save` (taken on the event loop)."""
+        return dict(self.md5)
+
+    def save(self, md5: dict[int, str]) -> None:
+        """Write `md5` (a `snapshot`) atomically (executor; after the data)."""
+        doc = {"size": self.size, "md5": {str(k): v for k, v in md5.items()}}
         temp = self.path.with_name(self.path.name + ".tmp")
         temp.write_text(json.dumps(doc, separators=(",", ":")))
         temp.replace(self.path)
@@ -136,16 +152,81 @@ async def _run[T](func: Callable[..., T], *args: Any) -> T:
     return await asyncio.get_running_loop().run_in_executor(None, func, *args)
 
 
+class _ChunkWriter:
+    """Writes verified chunks in batches; records their MD5s once they are written."""
+
+    def __init__(
+        self, partial: PartialFile, ledger: ChunkLedger, progress: Progress
+    ) -> None:
+        self._partial = partial
+        self._ledger = ledger
+        self._progress = progress
+        self._pending: list[tuple[int, bytes, str]] = []
+        self._pending_bytes = 0
+        self._unsaved = 0
+        self._lock = asyncio.Lock()
+
+    async def add(self, start: int, data: bytes, md5: str) -> None:
+        """Take a verified chunk; write the batch once it is large enough."""
+        self._pending.append((start, data, md5))
+        self._pending_bytes += len(data)
+        if self._pending_bytes >= FLUSH_BYTES:
+            await self.flush()
+
+    async def flush(self) -> None:
+        """Write what is pending (contiguous chunks joined), then checkpoint."""
+        async with self._lock:  # one batch and one checkpoint at a time
+            batch, self._pending, self._pending_bytes = self._pending, [], 0
+            if not batch:
+                return
+            batch.sort()
+            partial, ledger = self._partial, self._ledger
+            run_start, run = batch[0][0], [batch[0][1]]
+            run_end = run_start + len(run[0])
+            for start, data, _md5 in batch[1:]:
+                if start != run_end:
+                    await partial.write(run_start, b"".join(run))
+                    run_start, run = start, []
+                run.append(data)
+                run_end = start + len(data)
+            await partial.write(run_start, b"".join(run))
+            for start, _data, md5 in batch:  # only chunks that are on disk
+                ledger.md5[start] = md5
+            self._unsaved += len(batch)
+            if self._unsaved >= CHECKPOINT_EVERY:
+                self._unsaved = 0
+                await partial.checkpoint()
+                await _run(ledger.save, ledger.snapshot())
+            self._progress(partial.bytes_done, partial.size)
+
+
 class ChunkDownloader:
     """Fetches one offer's package into the store; resumes what it can verify."""
 
     def __init__(
-        self, chunks: ChunkClient, store: PackageStore, timing: FetchTiming
+        self,
+        chunks: ChunkClient,
+        store: PackageStore,
+        timing: FetchTiming,
+        *,
+        max_in_flight: int = DEFAULT_MAX_IN_FLIGHT,
     ) -> None:
         """Use `chunks` for the wire and `store` for the partial and final files."""
+        if not MIN_IN_FLIGHT <= max_in_flight <= MAX_IN_FLIGHT:
+            raise ValueError(f"max_in_flight must be {MIN_IN_FLIGHT}..{MAX_IN_FLIGHT}")
         self._chunks = chunks
         self._store = store
         self._timing = timing
+        self.max_in_flight = max_in_flight
+        self._load = 0
+        #: The window of the download running now (None between downloads).
+        self.window: AdaptiveWindow | None = None
+
+    def set_load_condition(self, level: int) -> None:
+        """Take the server's load hint (a 1012's LoadCondition), also mid-download."""
+        self._load = level
+        if self.window is not None:
+            self.window.set_load(level)
 
     async def download(
         self,
@@ -153,12 +234,15 @@ class ChunkDownloader:
         size: int,
         version: str,
         *,
-        load_condition: int,
         progress: Progress,
     ) -> Package:
         """Fetch every chunk not verifiably done, then assemble the package."""
         key = partial_key(file_name, size, version)
+        window = self.window = AdaptiveWindow(
+            self.max_in_flight, initial=INITIAL_IN_FLIGHT, load=self._load
+        )
         partial, ledger = await self._open(key, size)
+        writer: _ChunkWriter | None = None
         try:
             done = await self._resumable(partial, ledger, file_name, size)
             if done is None:  # the server's file changed: start again
@@ -167,9 +251,9 @@ class ChunkDownloader:
                 done = set()
             todo = [r for r in chunk_ranges(size) if r[0] not in done]
             progress(partial.bytes_done, size)
-            await self._fetch_all(
-                file_name, size, todo, (partial, ledger), progress, load_condition
-            )
+            writer = _ChunkWriter(partial, ledger, progress)
+            await self._fetch_all(file_name, size, todo, writer)
+            await writer.flush()
         except ChunkMissingError as err:
             await self._discard(partial, ledger)
             raise DeviceResponseError(f"the server no longer has {file_name}") from err
@@ -179,9 +263,15 @@ class ChunkDownloader:
                 f"chunk {err.start}-{err.end} keeps failing its MD5"
             ) from err
         except BaseException:
+            if writer is not None:  # verified chunks not written yet: keep them
+                with contextlib.suppress(OSError, PackageError):
+                    await writer.flush()
             await partial.close()  # keep finished chunks (and their MD5s) to resume
-            await _run(ledger.save)
+            await _run(ledger.save, ledger.snapshot())
             raise
+        finally:
+            if self.window is window:
+                self.window = None
         package = await partial.complete()
         await _run(ledger.remove)
         return package
@@ -215,8 +305,8 @@ class ChunkDownloader:
             middle = _RANDOM.sample(intact[1:-1], RESUME_SAMPLE - 2)
             sample = [intact[0], *middle, intact[-1]]
         for start, end in sample:
-            data = await self._fetch_chunk(file_name, size, start, end)
-            if _md5(data) != ledger.md5[start]:
+            _data, md5 = await self._fetch_chunk(file_name, size, start, end)
+            if md5 != ledger.md5[start]:
                 _LOGGER.warning(
                     "%s changed on the server since the download began "
                     "(chunk %d-%d differs); starting again",
@@ -232,29 +322,25 @@ class ChunkDownloader:
         file_name: str,
         size: int,
         todo: list[tuple[int, int]],
-        files: tuple[PartialFile, ChunkLedger],
-        progress: Progress,
-        load_condition: int,
+        writer: _ChunkWriter,
     ) -> None:
-        partial, ledger = files
+        """Fetch `todo` with workers that each wait for a slot of the window.
+
+        Twice as many workers as the window may grow to, so that chunks waiting
+        for a retry (holding no slot) never leave a slot unused.
+        """
+        window = self.window
+        assert window is not None  # noqa: S101 - set by download
         queue = iter(todo)
-        written = 0
 
         async def worker() -> None:
-            nonlocal written
             for start, end in queue:
-                data = await self._fetch_chunk(file_name, size, start, end)
-                await partial.write(start, data)
-                ledger.md5[start] = _md5(data)
-                written += 1
-                if written % CHECKPOINT_EVERY == 0:
-                    await partial.checkpoint()
-                    await _run(ledger.save)
-                progress(partial.bytes_done, size)
+                data, md5 = await self._fetch_chunk(file_name, size, start, end)
+                await writer.add(start, data, md5)
 
         loop = asyncio.get_running_loop()
-        wanted = min(in_flight(load_condition), max(1, len(todo)))
-        workers = [loop.create_task(worker()) for _ in range(wanted)]
+        count = min(len(todo), 2 * window.maximum)
+        workers = [loop.create_task(worker()) for _ in range(count)]
         try:
             await asyncio.gather(*workers)
         except BaseException:
@@ -265,18 +351,35 @@ class ChunkDownloader:
 
     async def _fetch_chunk(
         self, file_name: str, size: int, start: int, end: int
-    ) -> bytes:
-        """Fetch one chunk, retrying what can be retried."""
+    ) -> tuple[bytes, str]:
+        """Fetch one chunk and its MD5 in a slot of the window, retrying what can be.
+
+        A chunk waiting for its retry holds no slot.
+        """
+        window = self.window
+        assert window is not None  # noqa: S101 - set by download
         attempts = self._timing.attempts
         for attempt in range(1, attempts + 1):
+            ticket = await window.acquire()
             try:
-                return await self._chunks.fetch_chunk(
+                chunk = await self._chunks.fetch_verified(
                     file_name, start, end, file_size=size
                 )
             except (ChunkError, MilingConnectionError) as err:
-                if not err.retryable or attempt == attempts:
+                final = not err.retryable or attempt == attempts
+                if final:  # no other chunk starts: the download fails
+                    window.close(err)
+                busy = isinstance(err, ChunkServerError)
+                window.release(ticket, Outcome.BUSY if busy else Outcome.FAILED)
+                if final:
                     if isinstance(err, (ChunkMissingError, ChunkChecksumError)):
                         raise
                     raise PackageError(f"chunk download failed: {err}") from err
+            except BaseException:
+                window.release(ticket, Outcome.NEUTRAL)
+                raise
+            else:
+                window.release(ticket, Outcome.OK)
+                return chunk
             await asyncio.sleep(self._timing.retry.delay(attempt))
         raise AssertionError("unreachable")  # pragma: no cover

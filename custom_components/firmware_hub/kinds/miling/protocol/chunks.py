@@ -46,6 +46,7 @@ from .messages import (
     ChunkReply,
     ChunkRequest,
     ChunkStatus,
+    ProtocolCode,
     decode_message,
 )
 
@@ -74,14 +75,22 @@ def chunk_ranges(
 
 def md5_matches(check: str, data: bytes, file_chunk: str) -> bool:
     """Return whether `check` is the MD5 of the raw bytes or of the base64 text."""
+    return _checked_md5(check, data, file_chunk) is not None
+
+
+def _checked_md5(check: str, data: bytes, file_chunk: str) -> str | None:
+    """Return the MD5 of `data` when `check` vouches for it (either reading)."""
     expected = check.strip().lower()
-    if hashlib.md5(data, usedforsecurity=False).hexdigest() == expected:
-        return True
+    digest = hashlib.md5(data, usedforsecurity=False).hexdigest()
+    if digest == expected:
+        return digest
     try:
         text = file_chunk.encode("ascii")
     except UnicodeEncodeError:
-        return False
-    return hashlib.md5(text, usedforsecurity=False).hexdigest() == expected
+        return None
+    if hashlib.md5(text, usedforsecurity=False).hexdigest() == expected:
+        return digest
+    return None
 
 
 class ChunkClient:
@@ -146,7 +155,12 @@ class ChunkClient:
                 length = resp.content_length
                 if length is not None and length > MAX_REPLY_BYTES:
                     raise error(ChunkReplyError, "reply too large")
-                reply = await _read_bounded(resp.content, MAX_REPLY_BYTES)
+                # With a Content-Length the parser stops at it: read in one go.
+                reply = (
+                    await resp.read()
+                    if length is not None
+                    else await _read_bounded(resp.content, MAX_REPLY_BYTES)
+                )
                 if reply is None:
                     raise error(ChunkReplyError, "reply too large")
                 status = resp.status
@@ -177,27 +191,55 @@ class ChunkClient:
         `ChunkChecksumError`, `ChunkReplyError`, `ChunkHttpError`,
         `MilingConnectionError` / `MilingTimeoutError`.
         """
+        data, _md5 = await self.fetch_verified(
+            file_name, start, end, file_size=file_size
+        )
+        return data
+
+    async def fetch_verified(
+        self, file_name: str, start: int, end: int, *, file_size: int | None = None
+    ) -> tuple[bytes, str]:
+        """Fetch a chunk as `fetch_chunk` does; also return its bytes' MD5 (hex).
+
+        The MD5 is computed once, for the check, and handed on (a resume ledger
+        keeps it) instead of being computed again.
+        """
         request = ChunkRequest(self._device_id, file_name, start, end)  # validates
         raw = await self._post(self._body(file_name, start, end), file_name, start, end)
         return self._verify(request, raw, file_size)
 
     @staticmethod
-    def _verify(request: ChunkRequest, raw: bytes, file_size: int | None) -> bytes:
+    def _verify(
+        request: ChunkRequest, raw: bytes, file_size: int | None
+    ) -> tuple[bytes, str]:
         name, start, end = request.file_name, request.start, request.end
 
         def error(cls: type[ChunkError], message: str) -> ChunkError:
             return cls(message, file_name=name, start=start, end=end)
 
-        reply = _chunk_reply(raw, error)
-        # Status 0: __post_init__ guarantees every field is present.
-        assert reply.file_chunk is not None  # noqa: S101
-        assert reply.check is not None  # noqa: S101
-        if reply.file_name != name:
-            raise error(ChunkReplyError, f"FileName {reply.file_name!r} echoed")
-        if reply.start != start:
-            raise error(ChunkReplyError, f"Start {reply.start} echoed")
+        fields = _plain_ok(raw)
+        if fields is None:  # anything unusual: the codec's checks and errors
+            reply = _chunk_reply(raw, error)
+            # Status 0: __post_init__ guarantees every field is present.
+            assert reply.file_name is not None  # noqa: S101
+            assert reply.start is not None  # noqa: S101
+            assert reply.end is not None  # noqa: S101
+            assert reply.check is not None  # noqa: S101
+            assert reply.file_chunk is not None  # noqa: S101
+            fields = (
+                reply.file_name,
+                reply.start,
+                reply.end,
+                reply.check,
+                reply.file_chunk,
+            )
+        reply_name, reply_start, reply_end, check, file_chunk = fields
+        if reply_name != name:
+            raise error(ChunkReplyError, f"FileName {reply_name!r} echoed")
+        if reply_start != start:
+            raise error(ChunkReplyError, f"Start {reply_start} echoed")
         try:
-            data = binascii.a2b_base64(reply.file_chunk)
+            data = binascii.a2b_base64(file_chunk)
         except (binascii.Error, ValueError) as err:
             raise error(ChunkReplyError, f"FileChunk is not base64: {err}") from err
         size = len(data)
@@ -206,11 +248,50 @@ class ChunkClient:
             expected = max(0, file_size - start)
         if size != expected:
             raise error(ChunkReplyError, f"{size} bytes, expected {expected}")
-        if reply.end not in {end, start + size - 1}:
-            raise error(ChunkReplyError, f"End {reply.end} echoed")
-        if not md5_matches(reply.check, data, reply.file_chunk):
-            raise error(ChunkChecksumError, f"MD5 mismatch (Check {reply.check})")
-        return data
+        if reply_end not in {end, start + size - 1}:
+            raise error(ChunkReplyError, f"End {reply_end} echoed")
+        digest = _checked_md5(check, data, file_chunk)
+        if digest is None:
+            raise error(ChunkChecksumError, f"MD5 mismatch (Check {check})")
+        return data, digest
+
+
+def _plain_ok(raw: bytes) -> tuple[str, int, int, str, str] | None:
+    """Return (FileName, Start, End, Check, FileChunk) of a plain Status 0 1015.
+
+    The common reply, parsed once without building a `ChunkReply`: a JSON object
+    with ProtocolCode 1015 and every field of the exact type. Anything else
+    (errors, integral floats, missing fields, not JSON) returns None and goes
+    through `decode_message`, which accepts and refuses exactly as for any message.
+    """
+    try:
+        doc = json.loads(raw)
+    except ValueError, RecursionError:
+        return None
+    if type(doc) is not dict or doc.get("ProtocolCode") != ProtocolCode.CHUNK_REPLY:
+        return None
+    params = doc.get("Parameters")
+    if type(params) is not dict:
+        return None
+    status, start, end = params.get("Status"), params.get("Start"), params.get("End")
+    name, check, chunk = (
+        params.get("FileName"),
+        params.get("Check"),
+        params.get("FileChunk"),
+    )
+    if (
+        type(status) is int
+        and status == ChunkStatus.OK
+        and type(start) is int
+        and type(end) is int
+        and start >= 0
+        and end >= 0
+        and type(name) is str
+        and type(check) is str
+        and type(chunk) is str
+    ):
+        return name, start, end, check, chunk
+    return None
 
 
 def _chunk_reply(
