@@ -325,7 +325,8 @@ async def test_full_disk_fails_before_downloading(
     assert sizes == [len(NEW)]
     assert sim.files.requests == []
     message = await sim.cloud.wait_for_progress(-2)
-    assert "No space left" in message.params["desc"]
+    # The cloud gets the fixed text: nothing about the machine's disks.
+    assert message.params["desc"] == "download failed"
     assert finished[-1].data["success"] is False
     assert hass.states.get(STATUS).state == "failed"
     assert _files(hass, entry) == []

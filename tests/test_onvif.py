@@ -1057,17 +1057,28 @@ async def test_install_firmware_file_camera_never_back(
 async def test_install_firmware_file_path_checks(
     hass: HomeAssistant, sim: OnvifCameraSimulator, firmware: Path, tmp_path: Path
 ) -> None:
-    """Outside the allowed directories, or empty: ServiceValidationError, no upload."""
+    """Outside the allowed directories (also through links), not a file, or empty:
+    ServiceValidationError, and nothing is sent to the camera.
+    """
     entry = await _setup(hass, sim)
     device_id = _device_id(hass, entry)
     outside = tmp_path.parent / "outside.fw"
     outside.write_bytes(b"firmware")
     empty = tmp_path / "empty.fw"
     empty.write_bytes(b"")
+    # A link inside the allowed directory to a file outside it: never followed.
+    link = tmp_path / "link.fw"
+    link.symlink_to(outside)
+    # A directory link leading outside: the opened file's real place decides.
+    (tmp_path / "elsewhere").symlink_to(tmp_path.parent, target_is_directory=True)
+    through_directory = tmp_path / "elsewhere" / "outside.fw"
     for path, key in (
         (outside, "path_not_allowed"),
         (empty, "firmware_file_invalid"),
         (tmp_path / "missing.fw", "firmware_file_invalid"),
+        (link, "firmware_file_invalid"),
+        (through_directory, "path_not_allowed"),
+        (tmp_path, "firmware_file_invalid"),
     ):
         with pytest.raises(ServiceValidationError) as err:
             await hass.services.async_call(

@@ -295,7 +295,14 @@ class FirmwareCoordinator(DataUpdateCoordinator[FirmwareState]):
                     await self._async_write_journal(None)
                     self.async_set_updated_data(self.backend.state)
                     install_failed(self, run.target_version if run else None, err)
-                    final = None
+                except BackendError as err:
+                    # The device could not be read: polls show it unavailable; a
+                    # journaled install is followed again at the next setup.
+                    LOGGER.info(
+                        "Could not look for an install running on %s: %s",
+                        self.config_entry.title,
+                        err,
+                    )
                 else:
                     await self._async_write_journal(None)
                     if final is not None:

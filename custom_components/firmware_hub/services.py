@@ -126,13 +126,12 @@ def open_firmware_file(hass: HomeAssistant, path: Path) -> tuple[BinaryIO, str]:
         fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
     except OSError as err:
         raise _file_error("firmware_file_invalid", path) from err
-    file = os.fdopen(fd, "rb")
     real = str(Path(f"/proc/self/fd/{fd}").readlink())
     problem = _file_problem(hass, real, os.fstat(fd))
     if problem is not None:
-        file.close()
+        os.close(fd)
         raise _file_error(problem, path)
-    return file, Path(real).name
+    return os.fdopen(fd, "rb"), Path(real).name
 
 
 def _file_problem(hass: HomeAssistant, real: str, info: os.stat_result) -> str | None:
