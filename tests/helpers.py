@@ -50,10 +50,18 @@ def hikvision_entry(
 
 
 async def setup_entry(hass: HomeAssistant, entry: MockConfigEntry) -> None:
-    """Add `entry` to Home Assistant and set it up."""
+    """Add `entry` to Home Assistant and set it up.
+
+    Also waits for setup's look for an install already running on the device (an
+    entry background task, which `async_block_till_done` does not wait for).
+    """
     entry.add_to_hass(hass)
     await hass.config_entries.async_setup(entry.entry_id)
     await hass.async_block_till_done()
+    runtime = getattr(entry, "runtime_data", None)
+    if runtime is not None and runtime.coordinator.follow_task is not None:
+        await runtime.coordinator.follow_task
+        await hass.async_block_till_done()
 
 
 async def wait_until(

@@ -32,11 +32,10 @@ from custom_components.firmware_hub.const import (
     EVENT_UPGRADE_FINISHED,
 )
 from custom_components.firmware_hub.core.bridge import BridgeFacts
-from custom_components.firmware_hub.kinds.miling import backend as miling_backend
-from custom_components.firmware_hub.kinds.miling.protocol.client import Backoff
 
 from .helpers import wait_until
 from .simulators.miling import MilingServerSimulator
+from .test_miling import fast_miling  # noqa: F401 - the same short timings
 
 DEVICE_ID = "20002"
 DEVICE_TYPE = "TS"
@@ -47,22 +46,6 @@ CLOUD = "binary_sensor.ts_20002_cloud_connection"
 OLD = os.urandom(307277)
 NEW = os.urandom(308277)
 CHUNKS = -(-len(OLD) // 2048)
-
-
-@pytest.fixture(autouse=True)
-def fast_miling(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Retry chunks and reconnect in milliseconds."""
-    monkeypatch.setattr(
-        miling_backend,
-        "DEFAULT_TIMING",
-        miling_backend.MilingTiming(
-            attempts=10,
-            backoff=0.001,
-            max_backoff=0.01,
-            request_timeout=3,
-            reconnect=Backoff(initial=0.01, minimum=0.02, maximum=0.1, stable_after=1),
-        ),
-    )
 
 
 @pytest.fixture

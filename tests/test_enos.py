@@ -536,7 +536,7 @@ async def test_diagnostics_without_secret(
     text = json.dumps(diagnostics)
     assert SECRET not in text
     assert diagnostics["entry"]["data"]["device_secret"] == "**REDACTED**"
-    assert diagnostics["state"]["details"]["cloud_connected"] is True
+    assert diagnostics["state"]["connected"] is True
 
 
 async def test_version_list_keeps_pushed_offers(

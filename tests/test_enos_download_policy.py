@@ -96,7 +96,7 @@ async def _backend(
     await backend.async_restore()
     run = asyncio.get_running_loop().create_task(backend.async_run())
     try:
-        await wait_until(hass, lambda: backend.connected)
+        await wait_until(hass, lambda: backend.state.connected)
         yield backend
     finally:
         await backend.async_close()  # the client before the servers

@@ -375,7 +375,7 @@ async def test_signed_url_is_used_but_never_shown(
     await _install(hass)
     await hass.async_block_till_done()
     diagnostics = await get_diagnostics_for_config_entry(hass, hass_client, entry)
-    assert diagnostics["state"]["details"]["handoff"]["source"]["signed"] is True
+    assert diagnostics["state"]["facts"]["handoff"]["source"]["signed"] is True
     assert diagnostics["device"]["mqtt_connected"] is True
     assert diagnostics["device"]["max_package_bytes"] == 64 * 1024 * 1024
     signature = SIGNATURE.split("=")[1]

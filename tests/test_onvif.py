@@ -1057,8 +1057,9 @@ async def test_install_firmware_file_camera_never_back(
 async def test_install_firmware_file_path_checks(
     hass: HomeAssistant, sim: OnvifCameraSimulator, firmware: Path, tmp_path: Path
 ) -> None:
-    """Outside the allowed directories (also through links), not a file, or empty:
-    ServiceValidationError, and nothing is sent to the camera.
+    """Outside the allowed directories (also through links), not a file, or empty.
+
+    A ServiceValidationError, and nothing is sent to the camera.
     """
     entry = await _setup(hass, sim)
     device_id = _device_id(hass, entry)

@@ -102,6 +102,8 @@ class FirmwareCoordinator(DataUpdateCoordinator[FirmwareState]):
         self._journal = journal
         self._lock = asyncio.Lock()
         self._installing = False
+        #: Setup's look for (and follow-up of) an install already running.
+        self.follow_task: asyncio.Task[None] | None = None
         #: When the next firmware check is due (setup has just checked).
         self.next_check = dt_util.utcnow() + self.check_interval
         backend.journal = self._async_write_journal
@@ -280,7 +282,7 @@ class FirmwareCoordinator(DataUpdateCoordinator[FirmwareState]):
             self.async_set_updated_data(
                 self.data.evolve(install=run, phase=Phase.INSTALLING, progress=None)
             )
-        self.config_entry.async_create_background_task(
+        self.follow_task = self.config_entry.async_create_background_task(
             self.hass,
             self._async_follow(run, reload=reload),
             f"{DOMAIN} {self.config_entry.title} follow install",

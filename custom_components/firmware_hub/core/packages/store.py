@@ -197,10 +197,10 @@ def _stale(path: Path, owners: Collection[str]) -> bool:
     name = path.name
     if not name.startswith("."):
         return False
-    if not name.startswith(_CHUNKS_PREFIX) or not name.endswith(
-        (PARTIAL_SUFFIX, PARTIAL_SUFFIX + STATE_SUFFIX)
-    ):
+    if not name.startswith(_CHUNKS_PREFIX) or PARTIAL_SUFFIX not in name:
         return True  # an interrupted download or write: never resumed
-    data = path.with_name(name.removesuffix(STATE_SUFFIX))
+    # A partial file, its state, or a kind's sidecar of it (Miling's chunk
+    # ledger `<partial>.md5.json`): they live and die with the partial file.
+    data = path.with_name(name[: name.index(PARTIAL_SUFFIX) + len(PARTIAL_SUFFIX)])
     state = read_state(data.with_name(data.name + STATE_SUFFIX))
     return not data.exists() or state.get("owner") not in owners
