@@ -35,7 +35,7 @@ from custom_components.firmware_hub.kinds.enos.protocol.messages import (
     METHOD_PROGRESS,
     TOPIC_INFORM,
     TOPIC_PROGRESS,
-    FirmwareOffer,
+    EnosFirmware,
     parse_offer,
     parse_offer_list,
     parse_reply,
@@ -160,7 +160,7 @@ def offer_doc(version: str = "2.0.0", **changes: Any) -> dict[str, Any]:
     return doc
 
 
-def offer_wire(offer: FirmwareOffer) -> dict[str, Any]:
+def offer_wire(offer: EnosFirmware) -> dict[str, Any]:
     """Return an offer in wire form (extra fields kept); `parse_offer` reads it."""
     return {
         **offer.raw,
@@ -231,7 +231,7 @@ def test_parse_offer() -> None:
     doc = offer_doc(sign="ABCDEF" + "0" * 26, signMethod="MD5", fileSize="4096")
     doc["isDiff"] = False
     offer = parse_offer(doc)
-    assert offer == FirmwareOffer(
+    assert offer == EnosFirmware(
         version="2.0.0",
         file_url="/ota/2.0.0.bin",
         file_size=4096,
@@ -528,13 +528,13 @@ async def test_pushed_offer_is_handled_and_answered(
     client: EnosClient, sim: EnosSimulator
 ) -> None:
     """A push reaches the handler as an offer; reply_upgrade answers it."""
-    received: list[tuple[str | None, FirmwareOffer | EnosPayloadError]] = []
+    received: list[tuple[str | None, EnosFirmware | EnosPayloadError]] = []
     client.set_upgrade_handler(lambda msg_id, offer: received.append((msg_id, offer)))
     msg_id = await sim.cloud.push_upgrade(PK, DK, offer_doc("3.0.0"))
     await until(lambda: bool(received))
     ((got_id, offer),) = received
     assert got_id == msg_id
-    assert isinstance(offer, FirmwareOffer)
+    assert isinstance(offer, EnosFirmware)
     assert (offer.version, offer.file_url, offer.file_size) == (
         "3.0.0",
         "/ota/3.0.0.bin",
@@ -569,7 +569,7 @@ async def test_malformed_push_gets_a_typed_error(
     """Bad JSON, a wrong method or bad params reach the handler as EnosPayloadError."""
     received: list[tuple[str | None, Any]] = []
 
-    def handler(msg_id: str | None, result: FirmwareOffer | EnosPayloadError) -> None:
+    def handler(msg_id: str | None, result: EnosFirmware | EnosPayloadError) -> None:
         received.append((msg_id, result))
         if isinstance(result, EnosPayloadError):
             client.reply_upgrade(msg_id, CODE_INVALID_REQUEST, str(result))

@@ -1,8 +1,9 @@
-"""Firmware version strings: one comparison for every kind.
+"""Firmware version strings: the one place versions are compared.
 
 Vendors write the same firmware differently (`V5.7.18`, `V5.7.18 build 240826`,
 `5.7.18_build240826`, `1.0.3`): versions compare by their numbers, and by their
-build only when both carry one.
+build only when both carry one (`same_version`, `is_newer`). `sort_key` orders any
+version strings (the bridges' offers), numbers numerically.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import re
 from typing import Final
 
 _NUMBERS: Final = re.compile(r"(\d+(?:\.\d+)*)")
+_DIGITS: Final = re.compile(r"(\d+)")
 _BUILD: Final = re.compile(r"build\s*(\d+)", re.IGNORECASE)
 
 
@@ -58,3 +60,12 @@ def is_newer(offer: str, installed: str) -> bool:
     if new.numbers != old.numbers:
         return new.numbers > old.numbers
     return new.build is not None and old.build is not None and new.build > old.build
+
+
+def sort_key(version: str) -> tuple[tuple[int, int | str], ...]:
+    """Return a sort key comparing the numbers in a version numerically (1.10 > 1.9)."""
+    return tuple(
+        (0, int(part)) if part.isdigit() else (1, part.lower())
+        for part in _DIGITS.split(version)
+        if part
+    )

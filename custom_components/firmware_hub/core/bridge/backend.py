@@ -21,7 +21,8 @@ from ..backend import InstallError, InstallRefusedError, Publish
 from ..models import DeviceIdentity, FirmwareState, Phase
 from ..packages import IntegrityError, Package, PackageError, hash_file
 from ..packages.base import Expected, verify
-from .models import BridgeOffer, HandOff, version_key
+from ..versions import sort_key
+from .models import BridgeOffer, HandOff
 from .offers import OfferBook
 
 #: How often an install follows an offer corrected while it downloads.
@@ -145,7 +146,7 @@ class BridgeBackend(OfferBook):
             self._offers = {
                 v: o
                 for v, o in self._offers.items()
-                if version_key(v) > version_key(self._installed)
+                if sort_key(v) > sort_key(self._installed)
             }
             await self._prune()
             await self._persist()

@@ -9,28 +9,17 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 import hashlib
 import json
-import re
 from typing import Any, Final, Protocol
 
 from ..models import KindFacts
 from ..packages import IntegrityError, Package, PackageStore
 from ..retry import Backoff
 
-_DIGITS: Final = re.compile(r"(\d+)")
 #: The `source` entries that name where a package comes from, for offers that do
 #: not say it in `origin` (EnOS: the file URL; Miling: the file name).
 ORIGIN_KEYS: Final = ("file_url", "file_name")
 #: Waits before a failed offer's package is downloaded again by itself.
 FAILED_OFFER_RETRY = Backoff(initial=300.0, maximum=6 * 3600.0, jitter=0.2)
-
-
-def version_key(version: str) -> tuple[tuple[int, int | str], ...]:
-    """Sort key comparing the numbers in a version numerically (`1.10` > `1.9`)."""
-    return tuple(
-        (0, int(part)) if part.isdigit() else (1, part.lower())
-        for part in _DIGITS.split(version)
-        if part
-    )
 
 
 class Persistence(Protocol):

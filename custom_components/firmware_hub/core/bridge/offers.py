@@ -33,13 +33,13 @@ from ..packages import (
     StorageError,
     download_owner,
 )
+from ..versions import sort_key
 from .models import (
     FAILED_OFFER_RETRY,
     BridgeFacts,
     BridgeOffer,
     BridgeSettings,
     HandOff,
-    version_key,
 )
 
 _LOGGER = logging.getLogger(__name__)
@@ -81,13 +81,13 @@ class OfferBook(FirmwareBackend):
         newer = [
             offer
             for offer in self._offers.values()
-            if version_key(offer.version) > version_key(self._installed)
+            if sort_key(offer.version) > sort_key(self._installed)
         ]
-        return max(newer, key=lambda offer: version_key(offer.version), default=None)
+        return max(newer, key=lambda offer: sort_key(offer.version), default=None)
 
     def _compose(self, **changes: Any) -> FirmwareState:
         latest = self._latest()
-        offers = sorted(self._offers.values(), key=lambda o: version_key(o.version))
+        offers = sorted(self._offers.values(), key=lambda o: sort_key(o.version))
         ready = tuple(o.version for o in offers if o.package_key in self._ready)
         if self.handoff is not None and "phase" not in changes:
             changes.update(phase=Phase.WAITING_FOR_DEVICE, progress=None)

@@ -54,7 +54,7 @@ from .protocol.messages import (
     STEP_UPGRADE_FAILED,
     STEP_VERIFY_FAILED,
     TOPIC_PROGRESS,
-    FirmwareOffer as EnosOffer,
+    EnosFirmware as EnosOffer,
     progress_params,
 )
 from .protocol.signing import EnosCredentials

@@ -30,7 +30,7 @@ from ...core.packages import (
 )
 from .protocol.downloads import DownloadPolicy, guarded_session, redact_text
 from .protocol.errors import EnosError, EnosUrlRefusedError
-from .protocol.messages import FirmwareOffer as EnosOffer
+from .protocol.messages import EnosFirmware as EnosOffer
 from .protocol.package_url import package_url
 from .protocol.signing import EnosCredentials
 

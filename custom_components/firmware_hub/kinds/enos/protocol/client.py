@@ -30,8 +30,8 @@ from .messages import (
     TOPIC_GETVERSION,
     TOPIC_INFORM,
     TOPIC_UPGRADE,
+    EnosFirmware,
     EnosReply,
-    FirmwareOffer,
     build_reply,
     build_request,
     device_topic,
@@ -45,7 +45,7 @@ __all__ = ["DEFAULT_TIMING", "EnosClient", "EnosCredentials", "EnosTiming"]
 
 _LOGGER = logging.getLogger(__name__)
 
-type UpgradeHandler = Callable[[str | None, FirmwareOffer | EnosPayloadError], object]
+type UpgradeHandler = Callable[[str | None, EnosFirmware | EnosPayloadError], object]
 """Called with (message id, offer) for a push, or (id, error) for a malformed one.
 
 It may return an awaitable, run as a task.
@@ -115,7 +115,7 @@ class EnosClient(MqttConnection):
         waiter.set_result(reply)
 
     def _handle_upgrade(self, payload: bytes) -> None:
-        result: FirmwareOffer | EnosPayloadError
+        result: EnosFirmware | EnosPayloadError
         try:
             msg_id, result = parse_upgrade_push(payload)
         except EnosPayloadError as err:
@@ -167,7 +167,7 @@ class EnosClient(MqttConnection):
         """Report the installed firmware version (`ota.device.inform`)."""
         await self.request(TOPIC_INFORM, METHOD_INFORM, {"version": version})
 
-    async def get_versions(self) -> list[FirmwareOffer]:
+    async def get_versions(self) -> list[EnosFirmware]:
         """Ask the cloud which firmware it offers (`ota.device.getversion`)."""
         reply = await self.request(TOPIC_GETVERSION, METHOD_GETVERSION, {})
         return parse_offer_list(reply.data)

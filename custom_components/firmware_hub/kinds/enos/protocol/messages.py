@@ -49,7 +49,7 @@ REQUEST_TOPICS: Final = (TOPIC_INFORM, TOPIC_PROGRESS, TOPIC_GETVERSION)
 
 
 @dataclass(frozen=True, slots=True)
-class FirmwareOffer:
+class EnosFirmware:
     """One firmware the cloud offers (an upgrade push or a getversion entry)."""
 
     version: str
@@ -110,7 +110,7 @@ def _size(value: Any) -> int:
     return value
 
 
-def parse_offer(doc: Any) -> FirmwareOffer:
+def parse_offer(doc: Any) -> EnosFirmware:
     """Read one firmware object (`version`, `sign`, `signMethod`, `fileUrl`, `fileSize`)."""
     if not isinstance(doc, Mapping):
         raise EnosPayloadError("offer is not an object")
@@ -122,7 +122,7 @@ def parse_offer(doc: Any) -> FirmwareOffer:
         c not in "0123456789abcdef" for c in sign
     ):
         raise EnosPayloadError(f"offer whose sign is not a {sign_method} hex digest")
-    return FirmwareOffer(
+    return EnosFirmware(
         version=_text(doc, "version"),
         file_url=_text(doc, "fileUrl"),
         file_size=_size(doc.get("fileSize")),
@@ -132,7 +132,7 @@ def parse_offer(doc: Any) -> FirmwareOffer:
     )
 
 
-def parse_offer_list(data: Any) -> list[FirmwareOffer]:
+def parse_offer_list(data: Any) -> list[EnosFirmware]:
     """Read a getversion reply's `data`: a list of firmware objects.
 
     No data means no offer; entries that cannot be used are skipped with a warning.
@@ -143,7 +143,7 @@ def parse_offer_list(data: Any) -> list[FirmwareOffer]:
         data = [data]
     if not isinstance(data, list):
         raise EnosPayloadError("getversion data is not a list")
-    offers: list[FirmwareOffer] = []
+    offers: list[EnosFirmware] = []
     for entry in data:
         try:
             offers.append(parse_offer(entry))
@@ -170,7 +170,7 @@ def parse_reply(payload: bytes) -> EnosReply:
     )
 
 
-def parse_upgrade_push(payload: bytes) -> tuple[str | None, FirmwareOffer]:
+def parse_upgrade_push(payload: bytes) -> tuple[str | None, EnosFirmware]:
     """Read an `ota.device.upgrade` push into (message id, offer).
 
     Raises `EnosPayloadError` carrying the message id when it could be read, so the
