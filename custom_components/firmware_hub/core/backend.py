@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable, Mapping
-from typing import Any, BinaryIO, ClassVar
+from typing import Any, BinaryIO, ClassVar, Unpack
 
-from .models import DeviceIdentity, FirmwareState, InstallRun
+from .models import DeviceIdentity, FirmwareState, InstallRun, StateChanges
 
 #: Receives every new state while an install runs (progress, phase changes).
 Publish = Callable[[FirmwareState], None]
@@ -117,6 +117,19 @@ class FirmwareBackend(ABC):
     def _set_state(self, state: FirmwareState) -> FirmwareState:
         self._state = state
         return state
+
+    def _publish_changes(
+        self, publish: Publish, **changes: Unpack[StateChanges]
+    ) -> FirmwareState:
+        """Apply `changes` to the state; publish the new state if it changed.
+
+        The one progress publisher of the installs (every step, every percent).
+        """
+        state = self._state
+        new = state.evolve(**changes)
+        if new != state:
+            publish(self._set_state(new))
+        return new
 
     async def _begin_install(self, run: InstallRun, publish: Publish) -> None:
         """Record the install, then show it; call before anything can start a flash.

@@ -23,7 +23,7 @@ import asyncio
 from dataclasses import dataclass, replace
 from pathlib import PurePath
 import time
-from typing import TYPE_CHECKING, BinaryIO, Final, Unpack
+from typing import TYPE_CHECKING, BinaryIO, Final
 from urllib.parse import urlsplit
 
 from ...core.backend import (
@@ -34,7 +34,7 @@ from ...core.backend import (
     InstallRefusedError,
     Publish,
 )
-from ...core.models import FirmwareState, InstallRun, Phase, StateChanges
+from ...core.models import FirmwareState, InstallRun, Phase
 from .errors import call, install_error
 from .protocol import (
     DeviceInformation,
@@ -82,12 +82,6 @@ class OnvifFileInstall(FirmwareBackend):
     async def _read_info(self) -> DeviceInformation:
         """GetDeviceInformation (backend errors)."""
 
-    def _publish(self, publish: Publish, **changes: Unpack[StateChanges]) -> None:
-        state = self._state
-        new = state.evolve(**changes)
-        if new != state:
-            publish(self._set_state(new))
-
     async def async_install_file(
         self, file: BinaryIO, name: str, publish: Publish
     ) -> FirmwareState:
@@ -111,13 +105,15 @@ class OnvifFileInstall(FirmwareBackend):
             raise InstallRefusedError(
                 "firmware_file_invalid", f"{file_name} is empty", path=file_name
             )
-        self._publish(publish, phase=Phase.INSTALLING, progress=0, error=None)
+        self._publish_changes(publish, phase=Phase.INSTALLING, progress=0, error=None)
         try:
             return await self._run_install(file, file_name, publish)
         except InstallRefusedError:
             # The journal may hold the run already: nothing to follow after all.
             await self.journal(None)
-            self._publish(publish, phase=Phase.IDLE, progress=None, install=None)
+            self._publish_changes(
+                publish, phase=Phase.IDLE, progress=None, install=None
+            )
             raise
         except BackendError as err:
             error = self._failed(err, publish)
@@ -145,7 +141,7 @@ class OnvifFileInstall(FirmwareBackend):
             await asyncio.sleep(ticket.upload_delay)
         await self._upload(ticket.upload_uri, file, publish)
         run = await self._set_deadline(run, down, publish)
-        self._publish(publish, phase=Phase.REBOOTING, progress=_REBOOT_START)
+        self._publish_changes(publish, phase=Phase.REBOOTING, progress=_REBOOT_START)
         return await self._await_new_firmware(run, down, publish)
 
     def _check_upload_uri(self, uri: str) -> None:
@@ -166,12 +162,14 @@ class OnvifFileInstall(FirmwareBackend):
         """Journal (then show) when the camera must answer again at the latest."""
         run = replace(run, deadline=time.time() + seconds + self._timing.reboot_timeout)
         await self.journal(run)
-        self._publish(publish, install=run)
+        self._publish_changes(publish, install=run)
         return run
 
     async def _upload(self, uri: str, file: BinaryIO, publish: Publish) -> None:
         def progress(sent: int, total: int) -> None:
-            self._publish(publish, progress=_UPLOAD_SPAN * sent // max(total, 1))
+            self._publish_changes(
+                publish, progress=_UPLOAD_SPAN * sent // max(total, 1)
+            )
 
         try:
             await upload_firmware(self._session, uri, file, progress=progress)
@@ -197,7 +195,7 @@ class OnvifFileInstall(FirmwareBackend):
         """
         if run is None:
             return None
-        self._publish(
+        self._publish_changes(
             publish,
             phase=Phase.REBOOTING,
             progress=_REBOOT_START,
@@ -243,7 +241,7 @@ class OnvifFileInstall(FirmwareBackend):
                 )
             elapsed = time.monotonic() - start
             share = min(1.0, elapsed / expected_down) if expected_down > 0 else 1.0
-            self._publish(
+            self._publish_changes(
                 publish,
                 progress=_REBOOT_START + int((_REBOOT_END - _REBOOT_START) * share),
             )
@@ -267,7 +265,7 @@ class OnvifFileInstall(FirmwareBackend):
                 installed=run.before_version or "-",
                 expected=run.file_name or "-",
             )
-        self._publish(publish, phase=Phase.VERIFYING, progress=_VERIFY)
+        self._publish_changes(publish, phase=Phase.VERIFYING, progress=_VERIFY)
         self._settings_stale = True  # new firmware: read the settings again
         return self._set_state(
             self._state.evolve(
@@ -283,7 +281,7 @@ class OnvifFileInstall(FirmwareBackend):
     def _failed(self, err: BackendError, publish: Publish) -> InstallError:
         """Publish the failed state; return the install error to raise."""
         error = install_error(err)
-        self._publish(
+        self._publish_changes(
             publish,
             phase=Phase.FAILED,
             progress=None,
