@@ -6,6 +6,7 @@ import asyncio
 from collections.abc import Callable
 from typing import Any
 
+from homeassistant.config_entries import ConfigEntryState
 from homeassistant.const import (
     CONF_HOST,
     CONF_PASSWORD,
@@ -102,3 +103,15 @@ class Recorder:
             if not values or values[-1] != state.state:
                 values.append(state.state)
         return values
+
+
+async def unload_all(hass: HomeAssistant) -> None:
+    """Stop every client (unload the loaded entries) before a simulator stops.
+
+    A simulator closed while an entry's client is connected races its reconnects
+    (asyncio's Server._attach, MQTT reconnect loops): clients stop first.
+    """
+    for entry in hass.config_entries.async_entries(DOMAIN):
+        if entry.state is ConfigEntryState.LOADED:
+            assert await hass.config_entries.async_unload(entry.entry_id)
+    await hass.async_block_till_done()

@@ -38,7 +38,7 @@ from custom_components.firmware_hub.core.retry import Backoff
 from custom_components.firmware_hub.kinds.enos import backend as enos_backend
 from custom_components.firmware_hub.kinds.enos.protocol.client import EnosTiming
 
-from .helpers import wait_until
+from .helpers import unload_all, wait_until
 from .simulators.enos import EnosSimulator, firmware_bytes, firmware_offer
 
 PK = "pkSafe01"
@@ -89,8 +89,7 @@ async def sim(
     simulator.add_device(PK, DK, SECRET)
     await simulator.start()
     yield simulator
-    for entry in hass.config_entries.async_entries(DOMAIN):
-        await hass.config_entries.async_unload(entry.entry_id)
+    await unload_all(hass)
     await simulator.stop()
 
 

@@ -45,7 +45,7 @@ from custom_components.firmware_hub.core.packages import RetryPolicy
 from custom_components.firmware_hub.kinds.enos import backend as enos_backend
 from custom_components.firmware_hub.kinds.enos.protocol.client import EnosTiming
 
-from .helpers import wait_until as _until
+from .helpers import unload_all, wait_until as _until
 from .simulators.enos import EnosSimulator, firmware_bytes, firmware_offer
 
 PK = "pk1a2b3c"
@@ -89,12 +89,15 @@ def no_secret_in_logs(caplog: pytest.LogCaptureFixture) -> Any:
 
 
 @pytest.fixture
-async def sim(socket_enabled: None) -> AsyncGenerator[EnosSimulator]:
+async def sim(
+    hass: HomeAssistant, socket_enabled: None
+) -> AsyncGenerator[EnosSimulator]:
     """EnOS on loopback (plain TCP) with the device registered."""
     simulator = EnosSimulator()
     simulator.add_device(PK, DK, SECRET)
     await simulator.start()
     yield simulator
+    await unload_all(hass)  # clients stop before the simulator
     await simulator.stop()
 
 
@@ -563,7 +566,9 @@ async def test_adding_a_device_reports_nothing_and_warns_nothing(
     assert result["type"] is FlowResultType.CREATE_ENTRY
     await hass.async_block_till_done()
     await _until(hass, lambda: hass.states.get(CLOUD).state == STATE_ON)
-    # Only the entry's own connection reported the version (the flow's did not).
+    # Only the entry's own connection reports the version (the flow's did not):
+    # its inform, then its version request, which EnOS answers after the inform.
+    await _until(hass, lambda: bool(sim.cloud.getversion_requests))
     assert len(sim.cloud.informs) == 1
     warnings = [
         record.getMessage()

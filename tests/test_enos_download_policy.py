@@ -31,7 +31,7 @@ from custom_components.firmware_hub.kinds.enos.protocol.downloads import (
 )
 from custom_components.firmware_hub.kinds.enos.protocol.signing import EnosCredentials
 
-from .helpers import wait_until
+from .helpers import unload_all, wait_until
 from .simulators.enos import EnosSimulator, firmware_bytes, firmware_offer
 
 PK = "pkPolicy"
@@ -49,12 +49,15 @@ TIMING = EnosBridgeTiming(
 
 
 @pytest.fixture
-async def sim(socket_enabled: None) -> AsyncGenerator[EnosSimulator]:
+async def sim(
+    hass: HomeAssistant, socket_enabled: None
+) -> AsyncGenerator[EnosSimulator]:
     """EnOS on loopback (plain TCP) with the device registered."""
     simulator = EnosSimulator()
     simulator.add_device(PK, DK, SECRET)
     await simulator.start()
     yield simulator
+    await unload_all(hass)  # clients stop before the simulator
     await simulator.stop()
 
 

@@ -38,7 +38,7 @@ from custom_components.firmware_hub.core.packages import RetryPolicy
 from custom_components.firmware_hub.kinds.enos import backend as enos_backend
 from custom_components.firmware_hub.kinds.enos.protocol.client import EnosTiming
 
-from .helpers import wait_until
+from .helpers import unload_all, wait_until
 from .simulators.enos import (
     EnosSimulator,
     FirmwareFileServer,
@@ -88,12 +88,15 @@ def fast_enos(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.fixture
-async def sim(socket_enabled: None) -> AsyncGenerator[EnosSimulator]:
+async def sim(
+    hass: HomeAssistant, socket_enabled: None
+) -> AsyncGenerator[EnosSimulator]:
     """EnOS on loopback (plain TCP) with the device registered."""
     simulator = EnosSimulator()
     simulator.add_device(PK, DK, SECRET)
     await simulator.start()
     yield simulator
+    await unload_all(hass)  # clients stop before the simulator
     await simulator.stop()
 
 

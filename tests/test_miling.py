@@ -12,7 +12,7 @@ import socket
 from typing import Any
 
 from homeassistant.components.update import DOMAIN as UPDATE_DOMAIN, SERVICE_INSTALL
-from homeassistant.config_entries import SOURCE_USER, ConfigEntryState
+from homeassistant.config_entries import SOURCE_USER
 from homeassistant.const import ATTR_ENTITY_ID, STATE_OFF, STATE_ON
 from homeassistant.core import HomeAssistant
 from homeassistant.data_entry_flow import FlowResultType, InvalidData
@@ -42,7 +42,7 @@ from custom_components.firmware_hub.kinds.miling import (
 )
 from custom_components.firmware_hub.kinds.miling.spec import CONF_MAX_REQUESTS_IN_FLIGHT
 
-from .helpers import wait_until as _until
+from .helpers import unload_all, wait_until as _until
 from .simulators.miling import (
     CorruptMd5,
     MilingServerSimulator,
@@ -76,14 +76,6 @@ def fast_miling(monkeypatch: pytest.MonkeyPatch) -> None:
     )
 
 
-async def _unload_all(hass: HomeAssistant) -> None:
-    """Stop every Miling client (unload the entries) before a server stops."""
-    for entry in hass.config_entries.async_entries(DOMAIN):
-        if entry.state is ConfigEntryState.LOADED:
-            assert await hass.config_entries.async_unload(entry.entry_id)
-    await hass.async_block_till_done()
-
-
 @pytest.fixture
 async def server(
     hass: HomeAssistant, socket_enabled: None
@@ -92,7 +84,7 @@ async def server(
     sim = MilingServerSimulator()
     await sim.start()
     yield sim
-    await _unload_all(hass)
+    await unload_all(hass)
     await sim.stop()
 
 
@@ -285,7 +277,7 @@ async def test_reconfigure_and_options(
         await hass.async_block_till_done()
         assert await hass.config_entries.async_unload(entry.entry_id)
     finally:
-        await _unload_all(hass)
+        await unload_all(hass)
         await other.stop()
 
 

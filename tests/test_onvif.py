@@ -66,7 +66,7 @@ from custom_components.firmware_hub.kinds.onvif.protocol import ImagingSettings
 from custom_components.firmware_hub.kinds.onvif.protocol.client import NS_DEVICE
 from custom_components.firmware_hub.kinds.onvif.sensors import onvif_sensors
 
-from .helpers import hikvision_entry, setup_entry, wait_until
+from .helpers import hikvision_entry, setup_entry, unload_all, wait_until
 from .simulators.isapi import IsapiCameraSimulator
 from .simulators.onvif import OnvifCameraSimulator, _SoapFaultError
 
@@ -108,11 +108,14 @@ def _free_tcp_port() -> int:
 
 
 @pytest.fixture
-async def sim(socket_enabled: None) -> AsyncGenerator[OnvifCameraSimulator]:
+async def sim(
+    hass: HomeAssistant, socket_enabled: None
+) -> AsyncGenerator[OnvifCameraSimulator]:
     """The Bosch FLEXIDOME on loopback."""
     camera = OnvifCameraSimulator()
     await camera.start()
     yield camera
+    await unload_all(hass)  # clients stop before the simulator
     await camera.stop()
 
 

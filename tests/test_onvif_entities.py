@@ -19,7 +19,7 @@ import pytest
 from custom_components.firmware_hub.kinds.onvif.facts import encoder_labels
 from custom_components.firmware_hub.kinds.onvif.protocol import MediaProfile
 
-from .helpers import setup_entry
+from .helpers import setup_entry, unload_all
 from .simulators.onvif import OnvifCameraSimulator, _Reply
 from .test_onvif import MAC, SLUG, TITLE, _not_supported, _poll, _setup, onvif_entry
 
@@ -28,11 +28,14 @@ START = "2026-12-05T10:00:00+00:00"
 
 
 @pytest.fixture
-async def sim(socket_enabled: None) -> AsyncGenerator[OnvifCameraSimulator]:
+async def sim(
+    hass: HomeAssistant, socket_enabled: None
+) -> AsyncGenerator[OnvifCameraSimulator]:
     """The Bosch FLEXIDOME on loopback."""
     camera = OnvifCameraSimulator()
     await camera.start()
     yield camera
+    await unload_all(hass)  # clients stop before the simulator
     await camera.stop()
 
 

@@ -40,7 +40,7 @@ from custom_components.firmware_hub.kinds.onvif.backend import OnvifBackend
 from custom_components.firmware_hub.kinds.onvif.install import OnvifTiming
 from custom_components.firmware_hub.kinds.onvif.protocol import OnvifClient
 
-from .helpers import wait_until
+from .helpers import unload_all, wait_until
 from .simulators.onvif import OnvifCameraSimulator
 
 BEFORE = "8.71.0066"
@@ -90,11 +90,14 @@ def _backend(sim: OnvifCameraSimulator, http: aiohttp.ClientSession) -> OnvifBac
 
 
 @pytest.fixture
-async def sim(socket_enabled: None) -> AsyncGenerator[OnvifCameraSimulator]:
+async def sim(
+    hass: HomeAssistant, socket_enabled: None
+) -> AsyncGenerator[OnvifCameraSimulator]:
     """The Bosch FLEXIDOME on loopback."""
     camera = OnvifCameraSimulator()
     await camera.start()
     yield camera
+    await unload_all(hass)  # clients stop before the simulator
     await camera.stop()
 
 
