@@ -24,6 +24,8 @@ TO_REDACT = {
     "mac_address",
     "macAddress",
     "device_id",
+    # A child device's key is made from its parent's unique id.
+    "key",
 }.union(*(spec.secrets | spec.redact for spec in KINDS.values()))
 
 
