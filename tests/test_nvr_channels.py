@@ -141,6 +141,12 @@ async def test_channel_install_not_offered(
     assert not [r for r in nvr.requests if "onlineUpgrade" in r.path]
     diagnostics = await async_get_config_entry_diagnostics(hass, entry)
     assert diagnostics["device"]["upgrade_channels"] is True
+    # Channel cameras' keys, serial numbers and addresses are redacted.
+    (child, *_) = diagnostics["state"]["children"]
+    assert child["key"] == child["identity"]["serial_number"] == "**REDACTED**"
+    (channel, *_) = diagnostics["device"]["channels"]
+    assert channel["ip_address"] == channel["serial_number"] == "**REDACTED**"
+    assert channel["firmware_version"] == CAMERAS["1"][2]
 
 
 async def test_channel_removed_disappears(
@@ -166,7 +172,11 @@ async def test_channel_removed_disappears(
 async def test_channel_added_appears(
     hass: HomeAssistant, nvr: IsapiNvrSimulator
 ) -> None:
-    """A camera added on the recorder appears after the next poll, no restart."""
+    """Cameras added on the recorder appear after the next poll, no restart.
+
+    One of them is added over ONVIF (a camera of unknown make, as real NVRs list
+    them with model and firmware).
+    """
     entry = _entry(nvr)
     await setup_entry(hass, entry)
 
@@ -179,8 +189,24 @@ async def test_channel_added_appears(
             "V5.7.3 build 220112",
         )
     )
+    nvr.add_channel(
+        NvrChannel(
+            "5",
+            "shed",
+            "JVSWO708-PO300M2",
+            None,
+            "V1.0.0014 - 20210517 15:00:00",
+            protocol="ONVIF",
+        )
+    )
     await _poll(hass, entry)
 
+    onvif = _children(hass, entry)[_key(nvr, "5")]
+    assert (onvif.manufacturer, onvif.model, onvif.sw_version) == (
+        None,
+        "JVSWO708-PO300M2",
+        "V1.0.0014 - 20210517 15:00:00",
+    )
     device = _children(hass, entry)[_key(nvr, "4")]
     assert (device.name, device.model, device.sw_version) == (
         "gate",

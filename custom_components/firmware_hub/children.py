@@ -56,7 +56,7 @@ class ChildEntity(CoordinatorEntity[FirmwareCoordinator]):
         identity = child.identity
         self._attr_device_info = DeviceInfo(
             identifiers={(DOMAIN, identity.unique_id)},
-            manufacturer=identity.manufacturer,
+            manufacturer=identity.manufacturer or None,
             model=identity.model,
             name=identity.name,
             serial_number=identity.serial_number,

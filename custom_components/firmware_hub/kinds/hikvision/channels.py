@@ -114,10 +114,11 @@ class RecorderChannels:
         protocol = (channel.protocol or "").upper()
         identity = DeviceIdentity(
             unique_id=key,
+            # A camera added over ONVIF (or RTSP...) is of an unknown make.
             manufacturer=(
                 self._manufacturer
                 if not protocol or protocol in _HIKVISION_PROTOCOLS
-                else protocol.title()
+                else ""
             ),
             model=model or "IP camera",
             name=channel.name or f"{info.name} channel {channel.channel_id}",
