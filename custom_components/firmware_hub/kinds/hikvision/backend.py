@@ -127,7 +127,7 @@ class HikvisionBackend(FirmwareBackend):
         return info
 
     async def async_refresh(self, *, check: bool) -> FirmwareState:
-        """Poll the camera: one request (deviceInfo).
+        """Poll the camera: one request (deviceInfo); a recorder adds its channels.
 
         With `check`, also read whether the camera reaches its upgrade server and
         run its online check (which makes it ask Hikvision's server).
