@@ -7,6 +7,7 @@ simulator, whose channels change at run time.
 from __future__ import annotations
 
 from collections.abc import AsyncGenerator
+import time
 
 from homeassistant.components.update import (
     ATTR_INSTALLED_VERSION,
@@ -19,14 +20,24 @@ from homeassistant.core import HomeAssistant
 from homeassistant.exceptions import HomeAssistantError
 from homeassistant.helpers import device_registry as dr, entity_registry as er
 import pytest
-from pytest_homeassistant_custom_component.common import MockConfigEntry
+from pytest_homeassistant_custom_component.common import (
+    MockConfigEntry,
+    async_capture_events,
+)
 
-from custom_components.firmware_hub.const import CONF_KIND, DOMAIN, Kind
+from custom_components.firmware_hub.const import (
+    CONF_KIND,
+    DOMAIN,
+    EVENT_UPGRADE_FINISHED,
+    Kind,
+)
+from custom_components.firmware_hub.core.models import InstallRun
 from custom_components.firmware_hub.diagnostics import (
     async_get_config_entry_diagnostics,
 )
+from custom_components.firmware_hub.storage import InstallJournal
 
-from .helpers import hikvision_entry, hikvision_input, setup_entry
+from .helpers import hikvision_entry, hikvision_input, setup_entry, wait_until
 from .simulators.isapi import IsapiCameraSimulator
 from .simulators.isapi_nvr import (
     CHANNELS_PATH,
@@ -335,3 +346,50 @@ async def test_camera_has_no_children(
     assert _children(hass, entry) == {}
     assert camera.count("GET", CHANNELS_PATH) == 0
     assert entry.runtime_data.coordinator.data.children == ()
+
+
+async def test_setup_during_the_recorders_reboot_keeps_channel_devices(
+    hass: HomeAssistant, nvr: IsapiNvrSimulator
+) -> None:
+    """Home Assistant restarted while the recorder flashed: its cameras stay.
+
+    Setup from the journal cannot read the channels; the install it follows ends
+    with a state that lists none. No channel device is removed on the way, and the
+    reload after the install finds the same devices again.
+    """
+    entry = _entry(nvr)
+    await setup_entry(hass, entry)
+    before = {key: device.id for key, device in _children(hass, entry).items()}
+    coordinator = entry.runtime_data.coordinator
+    run = InstallRun(
+        target_version="V4.62.215 build 240710",
+        started_at=time.time(),
+        before_version=nvr.running_version,
+        serial_number=nvr.serial_number,
+    )
+    assert await hass.config_entries.async_unload(entry.entry_id)
+    await hass.async_block_till_done()
+    journal = await InstallJournal.async_get(hass)
+    await journal.async_write(entry.entry_id, run, coordinator.identity)
+    await nvr.go_offline()
+    nvr.firmware_version, nvr.firmware_build = "V4.62.215", "build 240710"
+    finished = async_capture_events(hass, EVENT_UPGRADE_FINISHED)
+    registry_changes = async_capture_events(hass, dr.EVENT_DEVICE_REGISTRY_UPDATED)
+
+    assert await hass.config_entries.async_setup(entry.entry_id)
+    await hass.async_block_till_done()
+    assert {key: d.id for key, d in _children(hass, entry).items()} == before
+    await nvr.go_online()
+    await wait_until(hass, lambda: bool(finished))
+    assert [e.data["success"] for e in finished] == [True]
+    await wait_until(
+        hass,
+        lambda: (
+            entry.runtime_data.coordinator is not coordinator
+            and entry.runtime_data.coordinator.data.children != ()
+        ),
+    )
+
+    assert {key: d.id for key, d in _children(hass, entry).items()} == before
+    assert hass.states.get("sensor.garden_firmware_version").state == CAMERAS["1"][2]
+    assert [e.data for e in registry_changes if e.data["action"] == "remove"] == []

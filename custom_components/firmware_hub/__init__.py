@@ -71,7 +71,10 @@ async def async_setup_entry(hass: HomeAssistant, entry: FirmwareHubConfigEntry) 
     coordinator.async_set_updated_data(state)
     entry.runtime_data = FirmwareHubData(coordinator=coordinator, identity=identity)
     await hass.config_entries.async_forward_entry_setups(entry, PLATFORMS)
-    async_track_child_devices(hass, entry)
+    if not degraded:
+        # A setup from the journal has not read the device's children (nor will
+        # the install it follows): it reloads afterwards and tracks them then.
+        async_track_child_devices(hass, entry)
     if isinstance(backend, BridgeBackend):
         entry.async_create_background_task(
             hass, backend.async_run(), f"{DOMAIN} {entry.title} cloud connection"

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 
 from homeassistant.components.sensor import SensorEntity
-from homeassistant.components.update import UpdateDeviceClass, UpdateEntity
+from homeassistant.components.update import UpdateEntity
 from homeassistant.core import HomeAssistant, callback
 from homeassistant.helpers import device_registry as dr
 from homeassistant.helpers.device_registry import DeviceInfo
@@ -95,8 +95,6 @@ class ChildUpdateEntity(ChildEntity, UpdateEntity):
     is False everywhere; the Hikvision kind's `channels.py` says why).
     """
 
-    _attr_device_class = UpdateDeviceClass.FIRMWARE
-
     @property
     def installed_version(self) -> str | None:
         """Return the firmware the child runs."""
@@ -150,8 +148,8 @@ def async_track_child_devices(
 
     A child the parent no longer lists is removed from the device registry (and
     with it its entities); a child's new firmware shows as its device's software version.
-    A state without an installed version was not read from the device (setup
-    during a reboot): it removes nothing.
+    A state without an installed version was not read from the device: it
+    removes nothing.
     """
     coordinator = entry.runtime_data.coordinator
 
