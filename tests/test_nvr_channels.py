@@ -305,6 +305,20 @@ async def test_channel_error_keeps_children(
     assert nvr.count("GET", CHANNELS_PATH) == 2  # setup, then the failed poll
 
 
+async def test_recorder_without_channel_status(
+    hass: HomeAssistant, nvr: IsapiNvrSimulator
+) -> None:
+    """Without the status list, the channels still show (reachability unknown)."""
+    nvr.status_supported = False
+    entry = _entry(nvr)
+    await setup_entry(hass, entry)
+
+    assert len(_children(hass, entry)) == len(CAMERAS)
+    assert hass.states.get("sensor.road_firmware_version").state == CAMERAS["3"][2]
+    assert {c.online for c in entry.runtime_data.coordinator.data.children} == {None}
+    assert nvr.count("GET", CHANNELS_STATUS_PATH) == 1
+
+
 async def test_channels_removed_while_not_running(
     hass: HomeAssistant, nvr: IsapiNvrSimulator
 ) -> None:

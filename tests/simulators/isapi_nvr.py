@@ -87,7 +87,8 @@ class IsapiNvrSimulator(IsapiCameraSimulator):
     ``channels`` maps channel ids to ``NvrChannel``; change it directly or through
     ``add_channel``, ``remove_channel``, ``set_online`` and ``set_firmware``.
     ``channels_supported=False`` answers notSupport on the channel paths (a recorder
-    without IP channels); ``channels_error=True`` answers a statusCode 3 deviceError.
+    without IP channels); ``channels_error=True`` answers a statusCode 3 deviceError;
+    ``status_supported=False`` answers notSupport on the status list only.
     """
 
     def __init__(
@@ -105,6 +106,8 @@ class IsapiNvrSimulator(IsapiCameraSimulator):
         self.upgrade_channels = upgrade_channels
         self.channels_supported = True
         self.channels_error = False
+        #: False: only the status list answers notSupport (older recorders).
+        self.status_supported = True
         self._routes[("GET", CHANNELS_PATH)] = self._get_channels
         self._routes[("GET", CHANNELS_STATUS_PATH)] = self._get_channel_status
 
@@ -180,6 +183,8 @@ class IsapiNvrSimulator(IsapiCameraSimulator):
 
     def _get_channel_status(self, request: web.Request) -> _Reply:
         """``GET /ISAPI/ContentMgmt/InputProxy/channels/status``."""
+        if not self.status_supported:
+            return self._not_found(request.path)
         if (refused := self._refused(request.path)) is not None:
             return refused
         inner = ""
