@@ -54,6 +54,12 @@ def test_empty_channel_list() -> None:
     assert parse_channel_status(*parse_xml(body)) == {}
 
 
+def test_list_without_channel_elements() -> None:
+    """A list whose children are not channels lists none."""
+    body = f"<InputProxyChannelList {HIK}><note>x</note></InputProxyChannelList>"
+    assert parse_channels(*parse_xml(body)) == ()
+
+
 def test_one_channel_and_unknown_camera() -> None:
     """One channel parses as an element, not a list; empty elements are unknown."""
     body = (
