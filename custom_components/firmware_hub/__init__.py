@@ -12,6 +12,7 @@ from homeassistant.exceptions import (
 from homeassistant.helpers import config_validation as cv, issue_registry as ir
 from homeassistant.helpers.typing import ConfigType
 
+from .children import async_track_child_devices
 from .const import CONF_KIND, DOMAIN, Kind
 from .coordinator import FirmwareCoordinator, FirmwareHubConfigEntry, FirmwareHubData
 from .core.backend import (
@@ -70,6 +71,10 @@ async def async_setup_entry(hass: HomeAssistant, entry: FirmwareHubConfigEntry) 
     coordinator.async_set_updated_data(state)
     entry.runtime_data = FirmwareHubData(coordinator=coordinator, identity=identity)
     await hass.config_entries.async_forward_entry_setups(entry, PLATFORMS)
+    if not degraded:
+        # A setup from the journal has not read the device's children (nor will
+        # the install it follows): it reloads afterwards and tracks them then.
+        async_track_child_devices(hass, entry)
     if isinstance(backend, BridgeBackend):
         entry.async_create_background_task(
             hass, backend.async_run(), f"{DOMAIN} {entry.title} cloud connection"

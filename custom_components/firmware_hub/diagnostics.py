@@ -24,7 +24,18 @@ TO_REDACT = {
     "mac_address",
     "macAddress",
     "device_id",
+    # A child device's key is made from its parent's unique id.
+    "key",
 }.union(*(spec.secrets | spec.redact for spec in KINDS.values()))
+
+
+def _lists(value: Any) -> Any:
+    """Return `value` with tuples as lists: redaction only looks into lists."""
+    if isinstance(value, dict):
+        return {key: _lists(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_lists(item) for item in value]
+    return value
 
 
 async def async_get_config_entry_diagnostics(
@@ -41,7 +52,7 @@ async def async_get_config_entry_diagnostics(
                 "options": dict(entry.options),
             },
             "identity": asdict(entry.runtime_data.identity),
-            "state": asdict(coordinator.data),
+            "state": _lists(asdict(coordinator.data)),
             "installing": coordinator.installing,
             "next_check": coordinator.next_check,
             "last_update_success": coordinator.last_update_success,

@@ -16,6 +16,7 @@ from homeassistant.core import HomeAssistant
 from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
 from homeassistant.helpers.typing import StateType
 
+from .children import ChildFirmwareSensor, async_add_child_entities
 from .coordinator import FirmwareHubConfigEntry
 from .core.models import FirmwareState, Phase
 from .entity import FirmwareHubEntity
@@ -75,6 +76,13 @@ async def async_setup_entry(
     ]
     sensors.extend(KINDS[coordinator.kind].sensors(coordinator))
     async_add_entities(sensors)
+    async_add_child_entities(
+        coordinator,
+        async_add_entities,
+        lambda coordinator, child: [
+            ChildFirmwareSensor(coordinator, child, SENSORS[0])
+        ],
+    )
 
 
 class FirmwareSensor(FirmwareHubEntity, SensorEntity):

@@ -14,6 +14,7 @@ from homeassistant.core import HomeAssistant, ServiceResponse
 from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
 from homeassistant.util import dt as dt_util
 
+from .children import ChildUpdateEntity, async_add_child_entities
 from .coordinator import FirmwareCoordinator, FirmwareHubConfigEntry
 from .core.models import Phase
 from .entity import FirmwareHubEntity
@@ -36,7 +37,13 @@ async def async_setup_entry(
     async_add_entities: AddConfigEntryEntitiesCallback,
 ) -> None:
     """Set up the firmware update entity."""
-    async_add_entities([FirmwareUpdateEntity(entry.runtime_data.coordinator, FIRMWARE)])
+    coordinator = entry.runtime_data.coordinator
+    async_add_entities([FirmwareUpdateEntity(coordinator, FIRMWARE)])
+    async_add_child_entities(
+        coordinator,
+        async_add_entities,
+        lambda coordinator, child: [ChildUpdateEntity(coordinator, child, FIRMWARE)],
+    )
 
 
 def _local_time(timestamp: float) -> str:

@@ -124,6 +124,27 @@ class KindFacts:
 
 
 @dataclass(frozen=True, slots=True)
+class ChildDevice:
+    """A device behind the configured one (a recorder's IP channel camera).
+
+    It has its own device registry entry (linked to its parent) and its own
+    firmware; the parent's backend reads it on every refresh.
+    """
+
+    #: Stable while the child exists on its parent (entity unique ids derive from
+    #: it); `identity.unique_id` is the same value.
+    key: str
+    identity: DeviceIdentity
+    installed_version: str | None
+    #: The newest firmware offered for the child (None: no offer is known).
+    latest_version: str | None = None
+    #: Whether the child's firmware can be installed through its parent.
+    can_install: bool = False
+    #: Whether the parent reaches the child (None: the parent does not say).
+    online: bool | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class FirmwareState:
     """Everything the entities show about a device's firmware."""
 
@@ -143,6 +164,9 @@ class FirmwareState:
     connected: bool | None = None
     #: What the kind adds (typed per kind).
     facts: KindFacts | None = None
+    #: Devices behind this one (a recorder's channel cameras), each with its
+    #: own firmware.
+    children: tuple[ChildDevice, ...] = ()
 
     @property
     def in_progress(self) -> bool:
@@ -178,3 +202,4 @@ class StateChanges(TypedDict, total=False):
     install: InstallRun | None
     connected: bool | None
     facts: KindFacts | None
+    children: tuple[ChildDevice, ...]

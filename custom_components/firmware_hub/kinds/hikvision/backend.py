@@ -31,6 +31,7 @@ from ...core.models import (
     Phase,
 )
 from ...core.versions import is_newer, same_version
+from .channels import RecorderChannels
 from .errors import call
 from .install import DeviceStatus, HikvisionTiming, InstallFlow
 from .protocol import (
@@ -84,6 +85,8 @@ class HikvisionBackend(FirmwareBackend):
         self._documents: dict[str, Any] = {}
         #: The finished package the camera holds, when its version is known.
         self._package = HeldPackage()
+        #: A recorder's IP channel cameras (child devices).
+        self._channels = RecorderChannels(client, MANUFACTURER)
 
     async def async_probe(self) -> DeviceIdentity:
         """Read deviceInfo and the online-upgrade capability."""
@@ -98,6 +101,7 @@ class HikvisionBackend(FirmwareBackend):
             self._documents["capabilities"] = None
         else:
             self._documents["capabilities"] = dict(caps)
+            self._channels.read_capabilities(caps)
             mode = text(find(caps, "rebootAfterUpgrade"))
             self._reboot_after_upgrade = "auto" if mode == "auto" else "manual"
         self._set_state(self._state.evolve(facts=self._facts()))
@@ -123,14 +127,16 @@ class HikvisionBackend(FirmwareBackend):
         return info
 
     async def async_refresh(self, *, check: bool) -> FirmwareState:
-        """Poll the camera: one request (deviceInfo).
+        """Poll the camera: one request (deviceInfo); a recorder adds its channels.
 
         With `check`, also read whether the camera reaches its upgrade server and
         run its online check (which makes it ask Hikvision's server).
         """
         info = await self._read_device_info()
         state = self._state.evolve(
-            installed_version=info.full_version, facts=self._facts()
+            installed_version=info.full_version,
+            facts=self._facts(),
+            children=await self._channels.async_read(info),
         )
         if not self._online_upgrade:
             return self._set_state(
@@ -230,6 +236,7 @@ class HikvisionBackend(FirmwareBackend):
             "online_upgrade": self._online_upgrade,
             "auth_scheme": self._client.auth_scheme,
             **self._documents,
+            **self._channels.diagnostics(),
         }
 
     # ------------------------------------------------------------------ install

@@ -74,6 +74,8 @@ SPEC = KindSpec(
     credentials_suggested=_username,
     update_keys=(CONF_HOST, CONF_PORT, CONF_SSL, CONF_VERIFY_SSL),
     secrets=frozenset({CONF_PASSWORD}),
+    # A recorder's channel cameras: their addresses.
+    redact=frozenset({"ip_address", "ipAddress"}),
     create_backend=_create_backend,
     options_fields=check_interval_field,
     options_from_input=check_interval_option,
