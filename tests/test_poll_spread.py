@@ -4,14 +4,18 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Callable
+from datetime import timedelta
 import math
 
 from homeassistant.core import HomeAssistant
 
 from custom_components.firmware_hub.coordinator import FirmwareCoordinator
+from custom_components.firmware_hub.kinds.hikvision.protocol.client import (
+    PATH_DEVICE_INFO,
+)
 from custom_components.firmware_hub.poll_spread import next_poll, poll_phase
 
-from .helpers import hikvision_entry, setup_entry
+from .helpers import hikvision_entry, setup_entry, wait_until
 from .simulators.isapi import IsapiCameraSimulator
 
 INTERVAL = 60.0
@@ -102,3 +106,23 @@ async def test_entries_poll_at_their_own_phase(
             assert await hass.config_entries.async_unload(entry.entry_id)
     finally:
         await other.stop()
+
+
+async def test_timer_polls_the_device(
+    hass: HomeAssistant, camera: IsapiCameraSimulator
+) -> None:
+    """The rescheduled timer really polls: the camera is read, then read again."""
+    entry = hikvision_entry(camera)
+    await setup_entry(hass, entry)
+    coordinator = entry.runtime_data.coordinator
+    coordinator.update_interval = timedelta(seconds=0.2)  # shortened timing only
+    coordinator._schedule_refresh()
+    camera.reset_stats()
+    await wait_until(hass, lambda: camera.count("GET", PATH_DEVICE_INFO) >= 2)
+    assert camera.unauthorized_count == 0
+    assert math.isclose(
+        _phase_of(_scheduled_at(coordinator), 0.2),
+        coordinator.poll_phase,
+        abs_tol=1e-6,
+    )
+    assert await hass.config_entries.async_unload(entry.entry_id)
