@@ -38,6 +38,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 import functools
 import gc
+import os
 from pathlib import Path
 import statistics
 import tracemalloc
@@ -292,6 +293,9 @@ def report(
     """Print and record one fleet's numbers."""
     say()
     say(f"[{BENCH}] {count} cameras ({label}), timers at {INTERVAL} s intervals")
+    load = os.getloadavg()[0]
+    say(f"  machine load (1 min average, 2 cores is 2.0): {load:.2f}")
+    record(BENCH, f"machine load after the {label} run (1 min)", load)
     say(
         f"  setup: {setup.seconds:.2f} s (CPU {setup.cpu_seconds:.2f} s), stall "
         f"{setup.stall_ms:.0f} ms; RSS {per_entry / 1024:.1f} KiB per entry"
