@@ -171,46 +171,70 @@ async def _sleep_interval() -> None:
     await asyncio.sleep(INTERVAL)
 
 
-async def traced_refresh(
-    coordinators: list[FirmwareCoordinator], port: int
-) -> tuple[int, int, int]:
-    """Return (transient peak, kept) bytes per refresh and a bare GET's peak.
+@dataclass(frozen=True, slots=True)
+class Traced:
+    """What ``tracemalloc`` saw of refreshes (medians, bytes)."""
+
+    peak: int
+    """Transient: the traced peak above the level before one refresh."""
+    kept: int
+    """Traced growth over all the sample's refreshes, per refresh."""
+    kept_by_file: list[str]
+    """Where the growth is (the largest three source files)."""
+    bare_get: int
+    """Transient peak of one bare aiohttp GET, for comparison."""
+
+
+async def _peak_of(body: Callable[[], Awaitable[object]]) -> int:
+    level = tracemalloc.get_traced_memory()[0]
+    tracemalloc.reset_peak()
+    await body()
+    return tracemalloc.get_traced_memory()[1] - level
+
+
+async def traced_refresh(coordinators: list[FirmwareCoordinator], port: int) -> Traced:
+    """Trace ``TRACED_REFRESHES`` refreshes and as many bare GETs.
 
     The sample is refreshed once while tracing before it is measured, so that what
     a refresh replaces (the last state, the parsed document) is traced on both sides.
-    The bare GET is one aiohttp request on its own (answered 401, no credentials):
+    A bare GET is one aiohttp request on its own (answered 401, no credentials):
     what the transport allocates whatever the client does with the answer.
     """
     sample = coordinators[:TRACED_REFRESHES]
     for coordinator in sample:  # warm: parsed documents cached, nonces known
         await coordinator.async_refresh()
+    url = f"http://127.0.0.1:{port}/ISAPI/System/deviceInfo"
     async with aiohttp.ClientSession() as session:
-        url = f"http://127.0.0.1:{port}/ISAPI/System/deviceInfo"
-        async with session.get(url) as resp:  # warm: connection open
-            await resp.read()
+
+        async def bare() -> None:
+            async with session.get(url) as resp:
+                await resp.read()
+
+        await bare()  # warm: connection open
         gc.collect()
         tracemalloc.start()
         try:
             for coordinator in sample:
                 await coordinator.async_refresh()
             gc.collect()
-            before_all = tracemalloc.get_traced_memory()[0]
-            peaks: list[int] = []
-            for coordinator in sample:
-                level = tracemalloc.get_traced_memory()[0]
-                tracemalloc.reset_peak()
-                await coordinator.async_refresh()
-                peaks.append(tracemalloc.get_traced_memory()[1] - level)
-            gc.collect()
-            kept = tracemalloc.get_traced_memory()[0] - before_all
+            before = tracemalloc.take_snapshot()
             level = tracemalloc.get_traced_memory()[0]
-            tracemalloc.reset_peak()
-            async with session.get(url) as resp:
-                await resp.read()
-            bare = tracemalloc.get_traced_memory()[1] - level
+            peaks = [await _peak_of(c.async_refresh) for c in sample]
+            gc.collect()
+            kept = tracemalloc.get_traced_memory()[0] - level
+            growth = tracemalloc.take_snapshot().compare_to(before, "filename")
+            bare_peaks = [await _peak_of(bare) for _ in sample]
         finally:
             tracemalloc.stop()
-    return int(statistics.median(peaks)), kept // len(sample), bare
+    return Traced(
+        peak=int(statistics.median(peaks)),
+        kept=kept // len(sample),
+        kept_by_file=[
+            f"{Path(stat.traceback[0].filename).name} {stat.size_diff // len(sample)} B"
+            for stat in growth[:3]
+        ],
+        bare_get=int(statistics.median(bare_peaks)),
+    )
 
 
 async def set_up(
@@ -288,7 +312,7 @@ def report(
     setup: Timing,
     per_entry: float,
     results: dict[str, ScheduleResult],
-    traced: tuple[int, int, int],
+    traced: Traced,
 ) -> None:
     """Print and record one fleet's numbers."""
     say()
@@ -308,8 +332,9 @@ def report(
             )
         say(f"  {schedule} rounds: {[f'{r:.2f}s' for r in result.rounds]}")
     say(
-        f"  tracemalloc: {traced[0] / 1024:.1f} KiB peak, {traced[1]} B kept per"
-        f" refresh; bare GET {traced[2] / 1024:.1f} KiB peak"
+        f"  tracemalloc per refresh: {traced.peak / 1024:.1f} KiB peak, {traced.kept}"
+        f" B kept ({', '.join(traced.kept_by_file)}); bare GET"
+        f" {traced.bare_get / 1024:.1f} KiB peak"
     )
     stall_target = f"< {TARGET_STALL_MS:.0f} ms"
     for schedule, result in results.items():
@@ -367,14 +392,14 @@ def report(
     record(
         BENCH,
         f"refresh: transient peak / kept, tracemalloc ({label})",
-        traced[0] / 1024,
-        f"KiB / {traced[1]} B",
+        traced.peak / 1024,
+        f"KiB / {traced.kept} B",
         fmt=".1f",
     )
     record(
         BENCH,
         f"bare aiohttp GET: transient peak, tracemalloc ({label})",
-        traced[2] / 1024,
+        traced.bare_get / 1024,
         "KiB",
         fmt=".1f",
     )

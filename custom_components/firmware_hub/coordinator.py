@@ -1,8 +1,9 @@
 """One coordinator per config entry: it wraps the device's backend.
 
-Polling reads the device every `POLL_INTERVAL`; the firmware check (which makes the
-device ask its vendor's server) runs every `check_interval_minutes` or when the user
-presses "Check for update".
+Polling reads the device every `POLL_INTERVAL`, each entry at its own stable phase of
+the interval (`poll_spread`), so entries set up together do not poll together; the
+firmware check (which makes the device ask its vendor's server) runs every
+`check_interval_minutes` or when the user presses "Check for update".
 
 One lock per device serialises everything that talks to it: installs, actions,
 restart, the check and polls (a poll is skipped while the lock is held, so it never
