@@ -62,6 +62,7 @@ from .bench_hikvision import (
     Farm,
     Timing,
     coordinator_of,
+    follow_tasks,
     hikvision_entry,
     say,
     timed,
@@ -293,6 +294,7 @@ async def measure(
     count = len(cameras)
     entries, setup, per_entry = await set_up(hass, cameras)
     coordinators = [coordinator_of(entry) for entry in entries]
+    await follow_tasks(coordinators)
     results = {
         schedule: await run_schedule(coordinators, schedule) for schedule in SCHEDULES
     }
