@@ -528,3 +528,22 @@ async def test_body_arriving_in_pieces(
         info = await client.get_device_info()
     assert info.model == "DS-7608NXI-I2/8P/S"
     assert info.device_type == "NVR"
+
+
+async def test_unchanged_device_info_is_reused(
+    session: aiohttp.ClientSession, camera: IsapiCameraSimulator
+) -> None:
+    """Polls read the camera every time; an unchanged answer is not parsed again."""
+    client = _client(session, camera)
+    first = await client.get_device_info()
+    assert await client.get_device_info() is first
+    camera.firmware_version = "V5.7.20"
+    changed = await client.get_device_info()
+    assert changed is not first
+    assert changed.firmware_version == "V5.7.20"
+    assert await client.get_device_info() is changed
+    # Four answered reads (the first request also met the Digest challenge).
+    answered = (
+        camera.count("GET", "/ISAPI/System/deviceInfo") - camera.unauthorized_count
+    )
+    assert answered == 4

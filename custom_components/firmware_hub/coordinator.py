@@ -1,8 +1,9 @@
 """One coordinator per config entry: it wraps the device's backend.
 
-Polling reads the device every `POLL_INTERVAL`; the firmware check (which makes the
-device ask its vendor's server) runs every `check_interval_minutes` or when the user
-presses "Check for update".
+Polling reads the device every `POLL_INTERVAL`, each entry at its own stable phase of
+the interval (`poll_spread`), so entries set up together do not poll together; the
+firmware check (which makes the device ask its vendor's server) runs every
+`check_interval_minutes` or when the user presses "Check for update".
 
 One lock per device serialises everything that talks to it: installs, actions,
 restart, the check and polls (a poll is skipped while the lock is held, so it never
@@ -23,7 +24,7 @@ from datetime import timedelta
 from typing import Any, BinaryIO
 
 from homeassistant.config_entries import ConfigEntry
-from homeassistant.core import HomeAssistant
+from homeassistant.core import HomeAssistant, callback
 from homeassistant.exceptions import ConfigEntryAuthFailed, HomeAssistantError
 from homeassistant.helpers import device_registry as dr
 from homeassistant.helpers.update_coordinator import DataUpdateCoordinator, UpdateFailed
@@ -52,6 +53,7 @@ from .errors import install_in_progress, translated_error, validation_error
 from .handoff import HandoffTracker
 from .install_queue import InstallQueue, QueuedInstallCancelledError
 from .outcomes import install_failed, install_succeeded, update_sw_version
+from .poll_spread import next_poll, poll_phase
 from .storage import InstallJournal
 
 type FirmwareHubConfigEntry = ConfigEntry[FirmwareHubData]
@@ -98,6 +100,9 @@ class FirmwareCoordinator(DataUpdateCoordinator[FirmwareState]):
         )
         self.backend = backend
         self.identity = identity
+        #: Where in the poll interval this entry polls (see `poll_spread`).
+        self.poll_phase = poll_phase(entry.entry_id)
+        self._random_microsecond = self._microsecond
         self.kind = Kind(entry.data[CONF_KIND])
         self._journal = journal
         self._lock = asyncio.Lock()
@@ -122,6 +127,24 @@ class FirmwareCoordinator(DataUpdateCoordinator[FirmwareState]):
         await self._journal.async_write(self.config_entry.entry_id, run, self.identity)
 
     # ------------------------------------------------------------------ polls
+
+    @callback
+    def _schedule_refresh(self) -> None:
+        """Schedule the next poll at this entry's phase of the interval.
+
+        The base class fires at `int(loop.time()) + _microsecond + interval`; the
+        offset it adds is set so that this lands on `next_poll`. A server's
+        Retry-After keeps the base class's timing.
+        """
+        interval = self._update_interval_seconds
+        if interval is None or self._retry_after is not None:
+            self._microsecond = self._random_microsecond
+        else:
+            now = self.hass.loop.time()
+            self._microsecond = (
+                next_poll(now, interval, self.poll_phase) - int(now) - interval
+            )
+        super()._schedule_refresh()
 
     async def _async_update_data(self) -> FirmwareState:
         if self._lock.locked():

@@ -110,6 +110,8 @@ class IsapiClient:
         self._last_answer: dict[
             tuple[str, str, str, int, str], tuple[bytes, tuple[str, Any]]
         ] = {}
+        # The last deviceInfo read from the same decoded answer (every poll's read).
+        self._device_info: tuple[tuple[str, Any], DeviceInfo] | None = None
 
     @property
     def auth_scheme(self) -> AuthScheme | None:
@@ -195,8 +197,14 @@ class IsapiClient:
         await self.request(hdrs.METH_PUT, path, params=_JSON, data=b"")
 
     async def get_device_info(self) -> DeviceInfo:
-        """Read `/ISAPI/System/deviceInfo`."""
-        return parse_device_info(*await self.request(hdrs.METH_GET, PATH_DEVICE_INFO))
+        """Read `/ISAPI/System/deviceInfo` (an unchanged answer gives the same object)."""
+        answer = await self.request(hdrs.METH_GET, PATH_DEVICE_INFO)
+        last = self._device_info
+        if last is not None and last[0] is answer:
+            return last[1]
+        info = parse_device_info(*answer)
+        self._device_info = (answer, info)
+        return info
 
     async def get_upgrade_capabilities(self) -> Mapping[str, Any]:
         """Read the online-upgrade capability document."""
