@@ -35,6 +35,7 @@ from custom_components.firmware_hub.const import (
     EVENT_INSTALL_REQUESTED,
     EVENT_UPGRADE_FINISHED,
 )
+from custom_components.firmware_hub.core.bridge import BridgeFacts
 from custom_components.firmware_hub.core.retry import Backoff
 from custom_components.firmware_hub.kinds.miling import (
     backend as miling_backend,
@@ -142,8 +143,18 @@ async def _push(sim: MilingServerSimulator, **kwargs: Any) -> int:
 
 
 def _ready(hass: HomeAssistant) -> bool:
-    return hass.states.get(STATUS).state == "idle" and bool(
-        hass.states.get(UPDATE).attributes.get("latest_version") == "200300"
+    """Return True once 200300 is offered and its package downloaded and verified.
+
+    (Offered alone is not enough: the background download starts a moment later,
+    and an install pressed then meets an entity in progress.)
+    """
+    entries = hass.config_entries.async_loaded_entries(DOMAIN)
+    facts = entries[0].runtime_data.coordinator.data.facts if entries else None
+    return (
+        hass.states.get(STATUS).state == "idle"
+        and hass.states.get(UPDATE).attributes.get("latest_version") == "200300"
+        and isinstance(facts, BridgeFacts)
+        and "200300" in facts.ready_versions
     )
 
 
@@ -530,7 +541,9 @@ async def _interrupt_download(
     ledger = json.loads(_root(hass, entry).joinpath(_partial(entry)[1]).read_text())
     assert ledger["size"] == len(PACKAGE)
     md5 = {int(start): value for start, value in ledger["md5"].items()}
-    assert len(md5) >= TOTAL_CHUNKS // 3
+    # Chunks still in flight or waiting for their batched write are not kept
+    # (how many depends on the window): a good share is.
+    assert TOTAL_CHUNKS // 8 <= len(md5) < TOTAL_CHUNKS
     for start, value in md5.items():
         assert hashlib.md5(PACKAGE[start : start + 2048]).hexdigest() == value
     return md5
