@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncGenerator
 import hashlib
 import json
@@ -803,3 +804,47 @@ async def test_action_validation(
             blocking=True,
         )
     assert err.value.translation_key == "device_not_found"
+
+
+async def _rollout(hass: HomeAssistant) -> asyncio.Task[Any]:
+    return hass.async_create_task(
+        hass.services.async_call(
+            DOMAIN, "install_updates", {}, blocking=True, return_response=True
+        )
+    )
+
+
+async def test_rollout_waits_for_the_devices_result(
+    hass: HomeAssistant, server: MilingServerSimulator
+) -> None:
+    """A bridge counts as installed once the device reported its result."""
+    entry = await _setup(hass, server)
+    await _push(server)
+    await _until(hass, lambda: _ready(hass))
+    rollout = await _rollout(hass)
+    # Not `_until`: it lets Home Assistant settle, which would wait for the rollout.
+    async with asyncio.timeout(10):
+        while hass.states.get(STATUS).state != "waiting_for_device":
+            await asyncio.sleep(0.01)
+    assert not rollout.done()
+    await _report(hass, entry, success=True, version="200300")
+    summary = await rollout
+    assert summary is not None
+    assert [line["result"] for line in summary["devices"]] == ["installed"]
+    assert summary["devices"][0]["to_version"] == "200300"
+
+
+async def test_rollout_counts_a_missing_result_as_failed(
+    hass: HomeAssistant, server: MilingServerSimulator
+) -> None:
+    """No result before the hand-off timeout: the rollout says failed."""
+    entry = await _setup(hass, server)
+    await _push(server)
+    await _until(hass, lambda: _ready(hass))
+    backend = entry.runtime_data.coordinator.backend
+    backend.handoff_timeout = 0.2
+    summary = await (await _rollout(hass))
+    assert summary is not None
+    assert [(line["result"], line["error"]) for line in summary["devices"]] == [
+        ("failed", "handoff_timeout")
+    ]
