@@ -4,6 +4,16 @@ A mixin of ``IsapiCameraSimulator``: it receives the file as a stream (hashing i
 never holding it whole), answers as the device's ``file_mode`` says, and reports
 the flash in ``GET /ISAPI/System/upgradeStatus`` (``upgrading``, ``percent``), one
 step per poll. Nothing here imports Home Assistant.
+
+Shapes, from public sources (no capture of a device's own answer is public):
+the body is the raw ``digicap.dav`` as ``application/octet-stream`` (devices
+answer 400 "Invalid XML Content" to application/xml; curl guides use
+``-T digicap.dav -H "Content-Type: application/octet-stream"`` and then
+``PUT /ISAPI/System/reboot``); a connection error after the upload is the device
+restarting; a file for another model shows "upgrade packet mismatch" (here a
+statusCode 6 ``badDevType`` ResponseStatus, ISAPI's sub status for a device type
+mismatch); ``upgradeStatus`` (ISAPI guide 10.1.5.2) holds ``upgrading`` and
+``percent``; statusCode 7 is ISAPI's "Reboot Required".
 """
 
 from __future__ import annotations
