@@ -7,11 +7,13 @@ Driven through the action, the entities and the events; what the camera received
 from __future__ import annotations
 
 from collections.abc import AsyncGenerator
+from dataclasses import replace
 import hashlib
 from pathlib import Path
 import tracemalloc
 from typing import Any
 
+import aiohttp
 from homeassistant.components.update import UpdateEntityFeature
 from homeassistant.core import HomeAssistant
 from homeassistant.exceptions import HomeAssistantError, ServiceValidationError
@@ -23,7 +25,10 @@ from pytest_homeassistant_custom_component.common import (
 )
 
 from custom_components.firmware_hub.const import DOMAIN, EVENT_UPGRADE_FINISHED
-from custom_components.firmware_hub.core.models import InstallRun
+from custom_components.firmware_hub.core.models import FirmwareState, InstallRun
+from custom_components.firmware_hub.kinds.hikvision import backend as hikvision
+from custom_components.firmware_hub.kinds.hikvision.backend import HikvisionBackend
+from custom_components.firmware_hub.kinds.hikvision.protocol import IsapiClient
 
 from .helpers import Recorder, hikvision_entry, setup_entry
 from .simulators.isapi import FileMode, IsapiCameraSimulator, OnlineUpgrade
@@ -221,6 +226,41 @@ async def test_reboot_required_answer_reboots_the_camera(
     assert camera.running_version == AFTER
 
 
+async def test_camera_without_upgrade_status_or_online_upgrade(
+    hass: HomeAssistant, camera: IsapiCameraSimulator, firmware: Path
+) -> None:
+    """No onlineUpgrade, no upgradeStatus (older firmware): the file still goes in."""
+    camera.online_upgrade = OnlineUpgrade.ABSENT
+    camera.upgrade_status_supported = False
+    entry = await _entry(hass, camera)
+    await _install_file(hass, entry, firmware)
+    assert camera.running_version == AFTER
+    assert camera.count("PUT", REBOOT) == 0
+    assert hass.states.get(UPDATE).attributes["installed_version"] == AFTER
+
+
+async def test_camera_that_stays_up_after_flashing_is_restarted(
+    hass: HomeAssistant,
+    camera: IsapiCameraSimulator,
+    firmware: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Flashed, not restarting by itself: after a grace period, one reboot request."""
+    entry = await _entry(hass, camera)
+    camera.file_self_reboot = False
+    backend = entry.runtime_data.coordinator.backend
+    monkeypatch.setattr(
+        backend,
+        "_timing",
+        replace(backend._timing, self_reboot_grace=0.1),
+    )
+    await _install_file(hass, entry, firmware)
+    assert camera.count("PUT", REBOOT) == 1
+    names = _names(camera)
+    assert names.index("file_flashed") < names.index("reboot_started")
+    assert camera.running_version == AFTER
+
+
 async def test_same_firmware_after_the_reboot_is_not_confirmed(
     hass: HomeAssistant, camera: IsapiCameraSimulator, firmware: Path
 ) -> None:
@@ -354,3 +394,38 @@ def _write_marker(
             }
         },
     }
+
+
+async def test_follow_a_file_install_while_the_camera_restarts(
+    camera: IsapiCameraSimulator,
+) -> None:
+    """The journal's file install, the camera away restarting: waited for, verified."""
+    async with aiohttp.ClientSession() as session:
+        client = IsapiClient(
+            session,
+            host=camera.host,
+            port=camera.port,
+            ssl=False,
+            username="admin",
+            password=camera.password,
+        )
+        backend = HikvisionBackend(client, hikvision.DEFAULT_TIMING)
+        await backend.async_probe()
+        camera.upgrade_steps = 1
+        camera.begin_file_upgrade()
+        await client.get_upload_progress()  # flashed: the camera restarts now
+        camera.reset_stats()
+        states: list[FirmwareState] = []
+        run = InstallRun(
+            target_version=None,
+            started_at=0.0,
+            before_version=BEFORE,
+            serial_number=camera.serial_number,
+            file_name=FILE_NAME,
+        )
+        final = await backend.async_follow(run, states.append)
+    assert final is not None
+    assert final.installed_version == AFTER
+    assert final.install is None
+    assert states[0].install == run
+    assert {r.method for r in camera.requests} == {"GET"}

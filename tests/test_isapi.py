@@ -609,6 +609,26 @@ async def test_upload_streams_the_file_in_pieces(
     assert [r.status for r in camera.requests if r.method == "PUT"] == [200]
 
 
+class _ShrinkingFile(io.FileIO):
+    """A firmware file cut short while it is sent (another program truncated it)."""
+
+    def read(self, size: int = -1, /) -> bytes:
+        return super().read(size) if self.tell() < 100_000 else b""
+
+
+async def test_upload_of_a_file_that_ends_early(
+    session: aiohttp.ClientSession, camera: IsapiCameraSimulator, tmp_path: Path
+) -> None:
+    """A file that ends before its size: OSError, not a file the camera accepted."""
+    path = tmp_path / "digicap.dav"
+    path.write_bytes(b"\x01" * 300_000)
+    client = _client(session, camera)
+    await client.get_device_info()
+    with _ShrinkingFile(path, "rb") as file, pytest.raises(OSError, match="ended"):
+        await client.upload_firmware(file)
+    assert camera.received_files == []  # the camera never got a whole file
+
+
 async def test_upload_after_a_reboot_starts_over_with_a_fresh_nonce(
     session: aiohttp.ClientSession, camera: IsapiCameraSimulator, tmp_path: Path
 ) -> None:

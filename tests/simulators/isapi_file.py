@@ -69,6 +69,8 @@ class FirmwareFileMixin:
         self.file_mode = FileMode.ACCEPT
         #: The version the file carries (what the device runs after the reboot).
         self.file_version = "V5.7.22 build 250301"
+        #: Whether the device restarts by itself once it flashed an accepted file.
+        self.file_self_reboot = True
         #: Whether ``/ISAPI/System/upgradeStatus`` exists (404 notSupport if not).
         self.upgrade_status_supported = True
         #: Every firmware file received (sizes and digests, never the bytes).
@@ -156,8 +158,15 @@ class FirmwareFileMixin:
             return self._error(
                 request.path, 200, 7, "Reboot Required", "rebootRequired"
             ), False
+        reply = self._error(request.path, 200, 1, "OK", "ok")
+        if not self.upgrade_status_supported:
+            # Nothing to follow: flashed before answering, then restarts.
+            self._flashed_version = self.file_version
+            self._event("file_flashed")
+            reply.after = self.reboot
+            return reply, False
         self.begin_file_upgrade()
-        return self._error(request.path, 200, 1, "OK", "ok"), False
+        return reply, False
 
     def _error(
         self,
@@ -189,7 +198,8 @@ class FirmwareFileMixin:
                 self._file_upgrading = False
                 self._flashed_version = self.file_version
                 self._event("file_flashed")
-                after = self.reboot  # answer "not upgrading, 100", then reboot
+                if self.file_self_reboot:
+                    after = self.reboot  # answer "not upgrading, 100", then reboot
         upgrading = "true" if self._file_upgrading else "false"
         reply = self._xml(
             "upgradeStatus",
