@@ -261,6 +261,27 @@ async def test_camera_that_stays_up_after_flashing_is_restarted(
     assert camera.running_version == AFTER
 
 
+async def test_a_flash_that_starts_late_is_never_cut_by_a_reboot(
+    hass: HomeAssistant,
+    camera: IsapiCameraSimulator,
+    firmware: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Idle right after the upload, flashing a moment later: followed, not rebooted."""
+    entry = await _entry(hass, camera)
+    camera.file_flash_delay = 3
+    backend = entry.runtime_data.coordinator.backend
+    monkeypatch.setattr(
+        backend, "_timing", replace(backend._timing, self_reboot_grace=0.5)
+    )
+    await _install_file(hass, entry, firmware)
+    assert camera.count("PUT", REBOOT) == 0
+    names = _names(camera)
+    assert names.index("file_upgrade_started") < names.index("file_flashed")
+    assert names.index("file_flashed") < names.index("reboot_started")
+    assert camera.running_version == AFTER
+
+
 async def test_same_firmware_after_the_reboot_is_not_confirmed(
     hass: HomeAssistant, camera: IsapiCameraSimulator, firmware: Path
 ) -> None:

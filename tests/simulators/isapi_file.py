@@ -69,6 +69,9 @@ class FirmwareFileMixin:
         self.file_mode = FileMode.ACCEPT
         #: The version the file carries (what the device runs after the reboot).
         self.file_version = "V5.7.22 build 250301"
+        #: Status polls an accepted file waits before its flash starts (a slow device).
+        self.file_flash_delay = 0
+        self._file_start_in = 0
         #: Whether the device restarts by itself once it flashed an accepted file.
         self.file_self_reboot = True
         #: Whether ``/ISAPI/System/upgradeStatus`` exists (404 notSupport if not).
@@ -76,6 +79,7 @@ class FirmwareFileMixin:
         #: Every firmware file received (sizes and digests, never the bytes).
         self.received_files: list[ReceivedFile] = []
         self._file_upgrading = False
+        self._file_start_in = 0
         self._file_polls = 0
         self._file_percent = 0
 
@@ -165,7 +169,10 @@ class FirmwareFileMixin:
             self._event("file_flashed")
             reply.after = self.reboot
             return reply, False
-        self.begin_file_upgrade()
+        if self.file_flash_delay > 0:
+            self._file_start_in = self.file_flash_delay
+        else:
+            self.begin_file_upgrade()
         return reply, False
 
     def _error(
@@ -191,7 +198,11 @@ class FirmwareFileMixin:
         if not self.upgrade_status_supported:
             return self._not_found(request.path)
         after: Callable[[], Coroutine[Any, Any, None]] | None = None
-        if self._file_upgrading:
+        if self._file_start_in > 0:
+            self._file_start_in -= 1
+            if self._file_start_in == 0:
+                self.begin_file_upgrade()
+        elif self._file_upgrading:
             self._file_polls += 1
             self._file_percent = min(100, self._file_polls * 100 // self.upgrade_steps)
             if self._file_percent >= 100:
@@ -211,5 +222,6 @@ class FirmwareFileMixin:
     def _reset_file_upgrade(self) -> None:
         """What a reboot does to a flash."""
         self._file_upgrading = False
+        self._file_start_in = 0
         self._file_polls = 0
         self._file_percent = 0

@@ -182,16 +182,25 @@ class FileInstall:
             await asyncio.sleep(flow.timing.poll_interval)
 
     async def _reboot(self, *, now: bool) -> bool:
-        """Reboot a camera that stays up after flashing; True if it went down."""
+        """Reboot a camera that stays up after flashing; True if it went down.
+
+        Never while it says it flashes: a flash that starts late is followed first.
+        """
         flow = self._flow
-        if not now:
-            deadline = time.monotonic() + flow.timing.self_reboot_grace
-            while time.monotonic() < deadline:
-                try:
+        grace = flow.timing.self_reboot_grace
+        deadline = time.monotonic() + (0.0 if now else grace)
+        while time.monotonic() < deadline:
+            try:
+                progress = await self._upload_progress()
+                if progress is None:
                     await call(self._client.get_device_info())
-                except DeviceConnectionError:
-                    return True  # it reboots by itself
-                await asyncio.sleep(flow.timing.poll_interval)
+            except DeviceConnectionError:
+                return True  # it reboots by itself
+            if progress is not None and progress.upgrading:
+                if await self._follow_flash():
+                    return True
+                deadline = time.monotonic() + grace
+            await asyncio.sleep(flow.timing.poll_interval)
         try:
             await call(self._client.reboot())
         except DeviceConnectionError:
