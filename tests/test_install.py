@@ -412,3 +412,19 @@ async def test_nothing_to_install(
     assert finished == []
     assert hass.states.get(STATUS).state == "idle"
     assert camera.count("PUT", "/ISAPI/System/onlineUpgrade/downloadPackage") == 0
+
+
+async def test_refused_request_is_a_sentence(
+    hass: HomeAssistant, camera: IsapiCameraSimulator
+) -> None:
+    """The camera refuses the download (its offer vanished): no raw code shown."""
+    await _entry(hass, camera)
+    camera.offer_version = None  # downloadPackage now answers invalidOperation
+    finished = async_capture_events(hass, EVENT_UPGRADE_FINISHED)
+    with pytest.raises(HomeAssistantError) as err:
+        await _install(hass)
+    _assert_understood(err.value, "camera_refused_request", "invalidOperation")
+    assert finished[0].data["error"] == "camera_refused_request"
+    assert (
+        camera.count("PUT", "/ISAPI/System/onlineUpgrade/upgradeWithoutDownload") == 0
+    )

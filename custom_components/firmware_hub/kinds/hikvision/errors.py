@@ -21,7 +21,6 @@ from .protocol import (
     IsapiConnectionError,
     IsapiError,
     IsapiHttpError,
-    IsapiParseError,
     IsapiResponseError,
 )
 
@@ -56,9 +55,15 @@ def as_install_error(err: BackendError) -> InstallError:
         return InstallError("install_auth_failed", str(err))
     if isinstance(err, DeviceConnectionError):
         return InstallError("device_lost", str(err))
-    if isinstance(err.__cause__, (IsapiResponseError, IsapiParseError, IsapiHttpError)):
-        return InstallError("device_refused", str(err), reason=str(err.__cause__))
-    return InstallError("device_refused", str(err), reason=str(err))
+    # The camera's answer (a ResponseStatus code...) stays in the log text and the
+    # diagnostics; the user reads a sentence.
+    cause = err.__cause__
+    code = (
+        cause.sub_status_code or str(cause.status_code)
+        if isinstance(cause, IsapiResponseError)
+        else str(cause or err)
+    )
+    return InstallError("camera_refused_request", str(err), code=code)
 
 
 #: The camera's download states that end a download, each its own message.
