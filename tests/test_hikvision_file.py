@@ -308,6 +308,36 @@ async def test_refused_while_the_camera_flashes(
     assert hass.states.get(STATUS).state == "idle"
 
 
+async def test_refused_while_the_camera_downloads_online(
+    hass: HomeAssistant, camera: IsapiCameraSimulator, firmware: Path
+) -> None:
+    """A camera busy with its own online upgrade gets no file."""
+    entry = await _entry(hass, camera)
+    camera.begin_download()
+    with pytest.raises(HomeAssistantError) as err:
+        await _install_file(hass, entry, firmware)
+    assert err.value.translation_key == "device_busy"
+    assert camera.count("PUT", UPLOAD) == 0
+    assert camera.received_files == []
+
+
+async def test_restart_refused_while_a_file_flashes(
+    hass: HomeAssistant, camera: IsapiCameraSimulator
+) -> None:
+    """A reboot would cut the flash (started on the camera's web page): refused."""
+    await _entry(hass, camera)
+    camera.begin_file_upgrade()
+    with pytest.raises(ServiceValidationError) as err:
+        await hass.services.async_call(
+            "button",
+            "press",
+            {"entity_id": "button.camera_1_restart"},
+            blocking=True,
+        )
+    assert err.value.translation_key == "device_busy"
+    assert camera.count("PUT", REBOOT) == 0
+
+
 async def test_path_outside_the_allowed_directories(
     hass: HomeAssistant, camera: IsapiCameraSimulator, tmp_path: Path
 ) -> None:

@@ -32,7 +32,7 @@ from ...core.models import (
 )
 from ...core.versions import is_newer, same_version
 from .errors import call
-from .file_install import FileInstall
+from .file_install import FileInstall, file_flashing
 from .install import DOWNLOAD_PAUSED, DeviceStatus, HikvisionTiming, InstallFlow
 from .protocol import (
     DeviceInfo,
@@ -240,6 +240,12 @@ class HikvisionBackend(FirmwareBackend):
                     "the camera is downloading or flashing firmware",
                     status=f"{status.download.status}/{status.upgrade.status}",
                 )
+        if await file_flashing(self._client):
+            raise InstallRefusedError(
+                "device_busy",
+                "the camera is flashing a firmware file",
+                status="upgrading",
+            )
         await call(self._client.reboot())
         self._package.version = None  # a reboot clears the camera's package
 
@@ -287,6 +293,7 @@ class HikvisionBackend(FirmwareBackend):
             self._client,
             begin=self._begin_for(publish),
             journal=self.journal,
+            online_upgrade=self._online_upgrade,
         )
 
     async def async_install_file(

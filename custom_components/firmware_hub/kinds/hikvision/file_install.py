@@ -39,6 +39,7 @@ from .protocol import (
     DeviceInfo,
     IsapiClient,
     IsapiHttpError,
+    IsapiNotSupportedError,
     IsapiResponseError,
     UpgradeProgress,
     UploadResult,
@@ -63,8 +64,10 @@ class FileInstall:
         *,
         begin: Callable[[InstallRun], Awaitable[None]],
         journal: JournalWrite,
+        online_upgrade: bool,
     ) -> None:
         """Initialize over the backend's install steps and journal."""
+        self._online_upgrade = online_upgrade
         self._flow = flow
         self._client = client
         self._begin = begin
@@ -131,20 +134,33 @@ class FileInstall:
         return await self._succeed(info)
 
     async def _refuse_if_flashing(self) -> None:
-        progress = await self._upload_progress()
-        if progress is not None and progress.upgrading:
+        """Refuse while the camera flashes a file or runs an online upgrade."""
+        if self._online_upgrade:
+            try:
+                status = await self._flow.read_status()
+            except DeviceResponseError as err:
+                if not isinstance(err.__cause__, IsapiNotSupportedError):
+                    raise
+            else:
+                if status.busy:
+                    raise InstallRefusedError(
+                        "device_busy",
+                        "the camera runs an online upgrade",
+                        status=f"{status.download.status}/{status.upgrade.status}",
+                    )
+        if await self.flashing():
             raise InstallRefusedError(
                 "device_busy",
                 "the camera is flashing firmware already",
                 status="upgrading",
             )
 
+    async def flashing(self) -> bool:
+        """Return True while upgradeStatus says the camera flashes (read only)."""
+        return await file_flashing(self._client)
+
     async def _upload_progress(self) -> UpgradeProgress | None:
-        """Read upgradeStatus (None: the camera does not report it)."""
-        try:
-            return await call(self._client.get_upload_progress())
-        except DeviceResponseError:
-            return None
+        return await upload_progress(self._client)
 
     async def _upload(self, file: BinaryIO, file_name: str) -> UploadResult:
         def progress(sent: int, total: int) -> None:
@@ -273,6 +289,20 @@ class FileInstall:
             file=run.file_name or "-",
             installed=info.full_version,
         )
+
+
+async def upload_progress(client: IsapiClient) -> UpgradeProgress | None:
+    """Read upgradeStatus (None: the camera does not report it)."""
+    try:
+        return await call(client.get_upload_progress())
+    except DeviceResponseError:
+        return None
+
+
+async def file_flashing(client: IsapiClient) -> bool:
+    """Return True while upgradeStatus says the camera flashes a file (read only)."""
+    progress = await upload_progress(client)
+    return progress is not None and progress.upgrading
 
 
 def _expected(run: InstallRun) -> Expected:
