@@ -3,19 +3,29 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 
 from homeassistant.core import HomeAssistant
 from homeassistant.exceptions import HomeAssistantError
 import pytest
 
+from custom_components.firmware_hub.core.models import Phase
 from custom_components.firmware_hub.core.versions import (
     is_newer,
     parse_version,
     same_version,
 )
+from custom_components.firmware_hub.kinds.hikvision.backend import (
+    HikvisionBackend,
+    HikvisionFacts,
+    markdown_notes,
+)
 
 from .helpers import hikvision_entry, setup_entry
 from .simulators.isapi import IsapiCameraSimulator, OnlineUpgrade
+
+FLASH = "/ISAPI/System/onlineUpgrade/upgradeWithoutDownload"
+VERSION = "/ISAPI/System/onlineUpgrade/version"
 
 
 @pytest.mark.parametrize(
@@ -126,3 +136,104 @@ async def test_password_changed_during_install(
     assert (
         camera.count("PUT", "/ISAPI/System/onlineUpgrade/upgradeWithoutDownload") == 0
     )
+
+
+async def _until(condition: Callable[[], bool]) -> None:
+    """Wait (bounded) until `condition()` holds, while an install task runs."""
+    async with asyncio.timeout(10):
+        while not condition():
+            await asyncio.sleep(0.01)
+
+
+async def test_download_speed_and_time_left_while_downloading(
+    hass: HomeAssistant, camera: IsapiCameraSimulator
+) -> None:
+    """The state carries the camera's speed and time left; a pause is shown, waited."""
+    entry = hikvision_entry(camera)
+    await setup_entry(hass, entry)
+    coordinator = entry.runtime_data.coordinator
+
+    def facts() -> HikvisionFacts:
+        assert isinstance(coordinator.data.facts, HikvisionFacts)
+        return coordinator.data.facts
+
+    assert facts().download_speed is None  # nothing downloads
+    camera.download_steps = 1_000_000
+    task = hass.async_create_task(coordinator.async_install(None))
+    await _until(lambda: facts().download_speed is not None)
+    assert facts().download_speed == 4.2
+    assert facts().remaining_seconds == 18  # 78.4 MB at 4.2 MB/s
+    assert facts().download_paused is False
+
+    camera.pause_download()
+    await _until(lambda: facts().download_paused)
+    assert facts().download_speed is None
+    assert facts().remaining_seconds is None
+    assert coordinator.data.phase is Phase.DOWNLOADING  # waited, not failed
+    assert camera.count("PUT", FLASH) == 0
+
+    camera.resume_download()
+    camera.download_steps = 1
+    await task
+    assert camera.firmware_version == "V5.7.20"
+    assert facts() == HikvisionFacts(online_upgrade=True)  # nothing downloads now
+
+
+async def test_check_now_asks_the_camera_the_periodic_check_does_not(
+    hass: HomeAssistant, camera: IsapiCameraSimulator
+) -> None:
+    """`now` (the user's check) sends ?check=true; a scheduled check reads the cache."""
+    entry = hikvision_entry(camera)
+    await setup_entry(hass, entry)
+    backend = entry.runtime_data.coordinator.backend
+    assert isinstance(backend, HikvisionBackend)
+    camera.reset_stats()
+    await backend.async_refresh(check=True)
+    await backend.async_refresh(check=True, now=True)
+    assert [r.query for r in camera.requests if r.path == VERSION] == [
+        "",
+        "check=true",
+    ]
+
+
+async def test_failed_check_says_why_without_vendor_codes(
+    hass: HomeAssistant, camera: IsapiCameraSimulator
+) -> None:
+    """The camera cannot ask its server: a sentence, the code in diagnostics."""
+    entry = hikvision_entry(camera)
+    await setup_entry(hass, entry)
+    camera.version_check_fails = True
+    with pytest.raises(HomeAssistantError) as err:
+        await hass.services.async_call(
+            "button",
+            "press",
+            {"entity_id": "button.camera_1_check_for_update"},
+            blocking=True,
+        )
+    assert err.value.translation_key == "check_failed"
+    assert "deviceError" not in str(err.value)
+    assert "statusCode" not in str(err.value)
+    backend = entry.runtime_data.coordinator.backend
+    assert "deviceError" in backend.diagnostics()["version_error"]
+    # The last offer is kept.
+    assert hass.states.get("update.camera_1_firmware").state == "on"
+
+
+@pytest.mark.parametrize(
+    ("changelog", "notes"),
+    [
+        (
+            "Fixed RTSP stability.\nImproved night image.",
+            "- Fixed RTSP stability.\n- Improved night image.",
+        ),
+        ("One line only.", "One line only."),
+        ("- Already a list\r\n\r\n- of two", "- Already a list\n- of two"),
+        (" \n ", None),
+        (None, None),
+    ],
+)
+def test_change_log_keeps_its_line_breaks(
+    changelog: str | None, notes: str | None
+) -> None:
+    """Several lines become a Markdown list (Markdown would join them)."""
+    assert markdown_notes(changelog) == notes

@@ -282,8 +282,10 @@ async def test_reload_during_a_download(
 @pytest.mark.parametrize(
     ("download", "upgrade", "key"),
     [
-        ("downloadFailed", "notUpgrade", "download_failed"),
-        ("finish", "writeFlashError", "flash_failed"),
+        ("downloadFailed", "notUpgrade", "camera_download_failed"),
+        ("hdOperationFailed", "notUpgrade", "camera_storage_failed"),
+        ("finish", "writeFlashError", "camera_flash_write_error"),
+        ("finish", "engineVersionMismatch", "camera_engine_version_mismatch"),
         ("finish", "successful", "reboot_required"),
     ],
 )

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncGenerator
+import json
+from pathlib import Path
 from typing import Any
 
 from homeassistant.components.update import DOMAIN as UPDATE_DOMAIN, SERVICE_INSTALL
@@ -22,6 +24,13 @@ from custom_components.firmware_hub.const import DOMAIN, EVENT_UPGRADE_FINISHED
 from .helpers import hikvision_entry, setup_entry
 from .simulators.isapi import Failure, IsapiCameraSimulator
 
+EN_JSON = (
+    Path(__file__).parent.parent
+    / "custom_components"
+    / "firmware_hub"
+    / "translations"
+    / "en.json"
+)
 UPDATE = "update.camera_1_firmware"
 STATUS = "sensor.camera_1_firmware_status"
 PROGRESS = "sensor.camera_1_firmware_progress"
@@ -193,10 +202,45 @@ async def test_install_ptz_specific_version(
         await ptz.stop()
 
 
-@pytest.mark.parametrize(
-    "failure",
-    [Failure.DOWNLOAD_FAILED, Failure.INCORRECT_PACKAGE, Failure.HD_OPERATION_FAILED],
-)
+def _english(key: str) -> str:
+    """Return en.json's message of exception `key`."""
+    translations = json.loads(EN_JSON.read_text(encoding="utf-8"))
+    return str(translations["exceptions"][key]["message"])
+
+
+def _assert_understood(err: HomeAssistantError, key: str, code: str) -> None:
+    """The toast is the key's own sentence, without the camera's raw code."""
+    assert err.translation_key == key
+    assert str(err) == _english(key).removesuffix(".")  # as Home Assistant shows it
+    assert code not in str(err)
+    # The code is kept for diagnostics and automations.
+    assert err.translation_placeholders["code"] == code
+
+
+DOWNLOAD_KEYS = {
+    Failure.DOWNLOAD_FAILED: "camera_download_failed",
+    Failure.INCORRECT_PACKAGE: "camera_package_incorrect",
+    Failure.HD_OPERATION_FAILED: "camera_storage_failed",
+}
+FLASH_KEYS = {
+    Failure.WRITE_FLASH_ERROR: "camera_flash_write_error",
+    Failure.PACKAGE_TYPE_MISMATCH: "camera_package_type_mismatch",
+    Failure.PACKAGE_VERSION_MISMATCH: "camera_package_version_mismatch",
+    Failure.LANGUAGE_MISMATCH: "camera_language_mismatch",
+    Failure.NET_UNREACHABLE: "camera_network_unreachable",
+    Failure.UNKNOWN_ERROR: "camera_upgrade_unknown_error",
+    Failure.ENGINE_VERSION_MISMATCH: "camera_engine_version_mismatch",
+}
+
+
+def test_each_failure_its_own_message() -> None:
+    """No two failure states of the camera share a message."""
+    keys = [*DOWNLOAD_KEYS.values(), *FLASH_KEYS.values()]
+    assert len(set(keys)) == len(keys)
+    assert len({_english(key) for key in keys}) == len(keys)
+
+
+@pytest.mark.parametrize("failure", list(DOWNLOAD_KEYS))
 async def test_download_failure(
     hass: HomeAssistant, camera: IsapiCameraSimulator, failure: Failure
 ) -> None:
@@ -206,8 +250,8 @@ async def test_download_failure(
     finished = async_capture_events(hass, EVENT_UPGRADE_FINISHED)
     with pytest.raises(HomeAssistantError) as err:
         await _install(hass)
-    assert err.value.translation_key == "download_failed"
-    assert err.value.translation_placeholders["reason"] == failure.value
+    key = DOWNLOAD_KEYS[failure]
+    _assert_understood(err.value, key, failure.value)
     assert (
         camera.count("PUT", "/ISAPI/System/onlineUpgrade/upgradeWithoutDownload") == 0
     )
@@ -216,21 +260,11 @@ async def test_download_failure(
     assert hass.states.get(STATUS).state == "failed"
     assert hass.states.get(UPDATE).attributes["in_progress"] is False
     assert [e.data["success"] for e in finished] == [False]
-    assert finished[0].data["error"] == "download_failed"
+    assert finished[0].data["error"] == key
     assert finished[0].data["entry_id"] == entry.entry_id
 
 
-@pytest.mark.parametrize(
-    "failure",
-    [
-        Failure.WRITE_FLASH_ERROR,
-        Failure.PACKAGE_TYPE_MISMATCH,
-        Failure.PACKAGE_VERSION_MISMATCH,
-        Failure.LANGUAGE_MISMATCH,
-        Failure.NET_UNREACHABLE,
-        Failure.UNKNOWN_ERROR,
-    ],
-)
+@pytest.mark.parametrize("failure", list(FLASH_KEYS))
 async def test_flash_failure(
     hass: HomeAssistant, camera: IsapiCameraSimulator, failure: Failure
 ) -> None:
@@ -240,12 +274,11 @@ async def test_flash_failure(
     finished = async_capture_events(hass, EVENT_UPGRADE_FINISHED)
     with pytest.raises(HomeAssistantError) as err:
         await _install(hass)
-    assert err.value.translation_key == "flash_failed"
-    assert err.value.translation_placeholders["reason"] == failure.value
+    _assert_understood(err.value, FLASH_KEYS[failure], failure.value)
     _assert_never_flashed_early(camera)
     assert camera.count("PUT", "/ISAPI/System/reboot") == 0
     assert finished[0].data["success"] is False
-    assert finished[0].data["error"] == "flash_failed"
+    assert finished[0].data["error"] == FLASH_KEYS[failure]
     assert hass.states.get(UPDATE).state == "on"
 
 
@@ -379,3 +412,19 @@ async def test_nothing_to_install(
     assert finished == []
     assert hass.states.get(STATUS).state == "idle"
     assert camera.count("PUT", "/ISAPI/System/onlineUpgrade/downloadPackage") == 0
+
+
+async def test_refused_request_is_a_sentence(
+    hass: HomeAssistant, camera: IsapiCameraSimulator
+) -> None:
+    """The camera refuses the download (its offer vanished): no raw code shown."""
+    await _entry(hass, camera)
+    camera.offer_version = None  # downloadPackage now answers invalidOperation
+    finished = async_capture_events(hass, EVENT_UPGRADE_FINISHED)
+    with pytest.raises(HomeAssistantError) as err:
+        await _install(hass)
+    _assert_understood(err.value, "camera_refused_request", "invalidOperation")
+    assert finished[0].data["error"] == "camera_refused_request"
+    assert (
+        camera.count("PUT", "/ISAPI/System/onlineUpgrade/upgradeWithoutDownload") == 0
+    )

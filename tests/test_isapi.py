@@ -6,6 +6,7 @@ import asyncio
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 import contextlib
 from datetime import UTC, datetime, timedelta
+import io
 import json
 from pathlib import Path
 import ssl
@@ -27,6 +28,7 @@ from custom_components.firmware_hub.kinds.hikvision.protocol import (
 from custom_components.firmware_hub.kinds.hikvision.protocol.client import (
     AuthScheme,
     IsapiClient,
+    UploadResult,
 )
 from custom_components.firmware_hub.kinds.hikvision.protocol.documents import (
     decode_response,
@@ -43,8 +45,11 @@ from custom_components.firmware_hub.kinds.hikvision.protocol.errors import (
     IsapiResponseError,
     IsapiTimeoutError,
 )
+from custom_components.firmware_hub.kinds.hikvision.protocol.upload import (
+    UPLOAD_CHUNK_BYTES,
+)
 
-from .simulators.isapi import IsapiCameraSimulator
+from .simulators.isapi import FileMode, IsapiCameraSimulator
 
 FIXTURES = Path(__file__).parent / "fixtures" / "hikvision"
 IPC = (FIXTURES / "DS-2CD2346G2-ISU" / "deviceInfo.xml").read_bytes()
@@ -547,3 +552,160 @@ async def test_unchanged_device_info_is_reused(
         camera.count("GET", "/ISAPI/System/deviceInfo") - camera.unauthorized_count
     )
     assert answered == 4
+
+
+# --------------------------------------------------------------- firmware files
+
+
+def test_download_status_fields() -> None:
+    """The reference's download status: sizes, speed and the time left are read."""
+    status = isapi.parse_download_status(
+        "",
+        {
+            "DownloadPackageStatus": {
+                "status": "downloading",
+                "total": 78.4,
+                "remain": 40.2,
+                "speed": 4.2,
+                "remainTime": 9,
+                "progress": 48,
+            }
+        },
+    )
+    assert status == isapi.TaskStatus("downloading", 48, 78.4, 40.2, 4.2, 9)
+    garbled = isapi.parse_download_status(
+        "", {"status": "pause", "speed": "NaN", "remainTime": "-5", "total": "x"}
+    )
+    assert garbled == isapi.TaskStatus("pause", 0, None, None, None, 0)
+
+
+def test_upgrade_progress_document() -> None:
+    """`upgradeStatus` (a file being flashed): upgrading and percent."""
+    assert isapi.parse_upgrade_progress(
+        "upgradeStatus", {"upgrading": "true", "percent": "42"}
+    ) == isapi.UpgradeProgress(upgrading=True, percent=42)
+    with pytest.raises(IsapiParseError):
+        isapi.parse_upgrade_progress("upgradeStatus", {"percent": "42"})
+    with pytest.raises(IsapiParseError):
+        isapi.parse_upgrade_progress("ResponseStatus", {"upgrading": "true"})
+
+
+class _CountingFile(io.FileIO):
+    """A firmware file that records every read."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(path, "rb")
+        self.reads: list[int] = []
+
+    def read(self, size: int = -1, /) -> bytes:
+        self.reads.append(size)
+        return super().read(size)
+
+
+async def test_upload_streams_the_file_in_pieces(
+    session: aiohttp.ClientSession, camera: IsapiCameraSimulator, tmp_path: Path
+) -> None:
+    """The file goes out in bounded reads, never whole; progress counts bytes."""
+    path = tmp_path / "digicap.dav"
+    path.write_bytes(bytes(range(256)) * 8192)  # 2 MiB
+    client = _client(session, camera)
+    await client.get_device_info()  # as the install does: Digest known up front
+    sent: list[tuple[int, int]] = []
+    with _CountingFile(path) as file:
+        result = await client.upload_firmware(
+            file, progress=lambda done, total: sent.append((done, total))
+        )
+        reads = file.reads
+    assert result is UploadResult.ACCEPTED
+    assert max(reads) <= UPLOAD_CHUNK_BYTES
+    assert -1 not in reads
+    assert sent[-1] == (path.stat().st_size, path.stat().st_size)
+    assert len(sent) >= path.stat().st_size // UPLOAD_CHUNK_BYTES
+    (received,) = camera.received_files
+    assert received.size == path.stat().st_size
+    assert received.content_type == "application/octet-stream"
+    # Sent once: no challenge made it go out twice.
+    assert [r.status for r in camera.requests if r.method == "PUT"] == [200]
+
+
+class _ShrinkingFile(io.FileIO):
+    """A firmware file cut short while it is sent (another program truncated it)."""
+
+    def read(self, size: int = -1, /) -> bytes:
+        return super().read(size) if self.tell() < 100_000 else b""
+
+
+async def test_upload_of_a_file_that_ends_early(
+    session: aiohttp.ClientSession, camera: IsapiCameraSimulator, tmp_path: Path
+) -> None:
+    """A file that ends before its size: OSError, not a file the camera accepted."""
+    path = tmp_path / "digicap.dav"
+    path.write_bytes(b"\x01" * 300_000)
+    client = _client(session, camera)
+    await client.get_device_info()
+    with _ShrinkingFile(path, "rb") as file, pytest.raises(OSError, match="ended"):
+        await client.upload_firmware(file)
+    assert camera.received_files == []  # the camera never got a whole file
+
+
+async def test_upload_after_a_reboot_starts_over_with_a_fresh_nonce(
+    session: aiohttp.ClientSession, camera: IsapiCameraSimulator, tmp_path: Path
+) -> None:
+    """A stale nonce: the device challenges, the file is sent again from its start."""
+    path = tmp_path / "digicap.dav"
+    path.write_bytes(b"\x5a" * 300_000)
+    client = _client(session, camera)
+    await client.get_device_info()
+    await camera.reboot()  # every nonce the client holds goes stale
+    await camera.wait_online()
+    camera.reset_stats()
+    with path.open("rb") as file:
+        assert await client.upload_firmware(file) is UploadResult.ACCEPTED
+    assert [r.status for r in camera.requests] == [401, 200]
+    assert camera.received_files[-1].size == 300_000
+
+
+@pytest.mark.parametrize(
+    ("mode", "result"),
+    [
+        (FileMode.REBOOT_REQUIRED, UploadResult.REBOOT_REQUIRED),
+        (FileMode.DROP, UploadResult.DROPPED),
+    ],
+)
+async def test_upload_answers(
+    session: aiohttp.ClientSession,
+    camera: IsapiCameraSimulator,
+    tmp_path: Path,
+    mode: FileMode,
+    result: UploadResult,
+) -> None:
+    """A "Reboot Required" answer, and a connection closed once the file is in, are accepted."""
+    path = tmp_path / "digicap.dav"
+    path.write_bytes(b"\x01" * 100_000)
+    camera.file_mode = mode
+    with path.open("rb") as file:
+        assert await _client(session, camera).upload_firmware(file) is result
+
+
+async def test_upload_refused(
+    session: aiohttp.ClientSession, camera: IsapiCameraSimulator, tmp_path: Path
+) -> None:
+    """A package for another model: the typed ResponseStatus error, its code kept."""
+    path = tmp_path / "digicap.dav"
+    path.write_bytes(b"\x01" * 1000)
+    camera.file_mode = FileMode.MISMATCH
+    with path.open("rb") as file, pytest.raises(IsapiResponseError) as err:
+        await _client(session, camera).upload_firmware(file)
+    assert err.value.sub_status_code == "badDevType"
+    assert err.value.description == "upgrade packet mismatch"
+
+
+async def test_version_check_now_or_cached(
+    session: aiohttp.ClientSession, camera: IsapiCameraSimulator
+) -> None:
+    """The user's check asks the camera to check now; the periodic one does not."""
+    client = _client(session, camera)
+    await client.get_upgrade_version()
+    await client.get_upgrade_version(check_now=True)
+    queries = [r.query for r in camera.requests if r.path.endswith("/version")]
+    assert queries[-2:] == ["", "check=true"]

@@ -848,3 +848,20 @@ async def test_rollout_counts_a_missing_result_as_failed(
     assert [(line["result"], line["error"]) for line in summary["devices"]] == [
         ("failed", "handoff_timeout")
     ]
+
+
+async def test_file_install_refused_by_kinds_without_it(
+    hass: HomeAssistant, server: MilingServerSimulator, tmp_path: Path
+) -> None:
+    """A kind that takes no firmware file refuses it: no event, nothing sent."""
+    entry = await _setup(hass, server)
+    firmware = tmp_path / "firmware.bin"
+    firmware.write_bytes(b"firmware")
+    finished = async_capture_events(hass, EVENT_UPGRADE_FINISHED)
+    coordinator = entry.runtime_data.coordinator
+    assert not coordinator.backend.can_install_file
+    with firmware.open("rb") as file, pytest.raises(HomeAssistantError) as err:
+        await coordinator.async_install_file(file, firmware.name)
+    assert err.value.translation_key == "not_supported"
+    await hass.async_block_till_done()
+    assert finished == []

@@ -1211,7 +1211,6 @@ async def test_onvif_actions_refused_for_other_kinds(
     for service, data in (
         ("apply_stream_settings", {"fps": 10}),
         ("apply_imaging_settings", {"brightness": 10}),
-        ("install_firmware_file", {"path": "/config/firmware.bin"}),
     ):
         with pytest.raises(ServiceValidationError) as err:
             await hass.services.async_call(
@@ -1219,25 +1218,10 @@ async def test_onvif_actions_refused_for_other_kinds(
                 service,
                 {"device_id": _device_id(hass, entry), **data},
                 blocking=True,
-                return_response=service != "install_firmware_file",
+                return_response=True,
             )
         assert err.value.translation_key == "action_not_for_kind"
         assert err.value.translation_placeholders == {
             "action": service,
             "kind": "hikvision",
         }
-
-
-async def test_file_install_refused_by_kinds_without_it(
-    hass: HomeAssistant, camera: IsapiCameraSimulator, firmware: Path
-) -> None:
-    """A kind that takes no firmware file refuses it: no event, nothing sent."""
-    entry = hikvision_entry(camera)
-    await setup_entry(hass, entry)
-    finished = async_capture_events(hass, EVENT_UPGRADE_FINISHED)
-    coordinator = entry.runtime_data.coordinator
-    with firmware.open("rb") as file, pytest.raises(HomeAssistantError) as err:
-        await coordinator.async_install_file(file, firmware.name)
-    assert err.value.translation_key == "not_supported"
-    await hass.async_block_till_done()
-    assert finished == []

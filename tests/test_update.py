@@ -38,7 +38,11 @@ async def test_update_available_with_release_notes(
     assert state.attributes["installed_version"] == "V5.7.18 build 240826"
     assert state.attributes["latest_version"] == "V5.7.20 build 250110"
     assert state.attributes["in_progress"] is False
-    assert await _release_notes(hass_ws_client, hass) == camera.changelog
+    # The change log's two lines stay two lines in the dialog's Markdown: a list.
+    assert camera.changelog == "Fixed RTSP stability.\nImproved night image."
+    assert await _release_notes(hass_ws_client, hass) == (
+        "- Fixed RTSP stability.\n- Improved night image."
+    )
     assert hass.states.get("sensor.camera_1_firmware_status").state == "idle"
     assert hass.states.get("sensor.camera_1_firmware_version").state == (
         "V5.7.18 build 240826"

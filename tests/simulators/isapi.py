@@ -44,6 +44,13 @@ from xml.sax.saxutils import escape
 from aiohttp import web
 
 from ._device import LoopbackDevice
+from .isapi_file import (
+    PATH_UPDATE_FIRMWARE,
+    PATH_UPGRADE_STATUS,
+    FileMode,
+    FirmwareFileMixin,
+    ReceivedFile,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Coroutine, Sequence
@@ -53,8 +60,10 @@ __all__ = [
     "DOWNLOAD_FAILURES",
     "UPGRADE_FAILURES",
     "Failure",
+    "FileMode",
     "IsapiCameraSimulator",
     "OnlineUpgrade",
+    "ReceivedFile",
     "RequestRecord",
     "SimulatorOptions",
     "derive_identity",
@@ -109,6 +118,7 @@ class Failure(StrEnum):
     LANGUAGE_MISMATCH = "languageMismatch"
     NET_UNREACHABLE = "netUnreachable"
     UNKNOWN_ERROR = "unknownError"
+    ENGINE_VERSION_MISMATCH = "engineVersionMismatch"
     LOST_DURING_UPGRADE = "lostDuringUpgrade"
     """Refuse connections for ``offline_seconds`` at 50 % of the upgrade, then go on."""
     WRONG_VERSION_AFTER_REBOOT = "wrongVersionAfterReboot"
@@ -129,6 +139,7 @@ UPGRADE_FAILURES: Final = (
     Failure.LANGUAGE_MISMATCH,
     Failure.NET_UNREACHABLE,
     Failure.UNKNOWN_ERROR,
+    Failure.ENGINE_VERSION_MISMATCH,
 )
 """Failures that end the upgrade (flash) phase, in order of precedence."""
 
@@ -272,7 +283,7 @@ def derive_identity(serial: str, mac: str, number: int) -> tuple[str, str]:
     return new_serial, new_mac
 
 
-class IsapiCameraSimulator(LoopbackDevice):
+class IsapiCameraSimulator(LoopbackDevice, FirmwareFileMixin):
     """A Hikvision camera (or NVR) on a loopback port, driven by tests.
 
     Mutable attributes tests may change at any time: ``failures``, ``password``
@@ -393,6 +404,7 @@ class IsapiCameraSimulator(LoopbackDevice):
         self._upgrade_percent = 0
         self._lost_during_upgrade_done = False
         self._flashed_version: str | None = None
+        self._init_firmware_file()
 
         self._runner: web.AppRunner | None = None
         self._site: web.TCPSite | None = None
@@ -420,6 +432,7 @@ class IsapiCameraSimulator(LoopbackDevice):
             ): self._put_upgrade,
             ("GET", f"{_ONLINE_UPGRADE_PREFIX}status"): self._get_upgrade_status,
             ("PUT", "/ISAPI/System/reboot"): self._put_reboot,
+            ("GET", PATH_UPGRADE_STATUS): self._get_file_upgrade_status,
         }
 
     # ------------------------------------------------------------------ identity
@@ -506,6 +519,16 @@ class IsapiCameraSimulator(LoopbackDevice):
             self._download_status = download
         if upgrade is not None:
             self._upgrade_status = upgrade
+
+    def pause_download(self) -> None:
+        """Pause the running download (the camera's web page can)."""
+        self._download_status = "pause"
+        self._event("download_paused")
+
+    def resume_download(self) -> None:
+        """Resume a paused download."""
+        self._download_status = "downloading"
+        self._event("download_resumed")
 
     def begin_download(self) -> None:
         """Start downloading the offer, as the camera's own web page would."""
@@ -619,6 +642,7 @@ class IsapiCameraSimulator(LoopbackDevice):
         self._retire_nonces()
         self._apply_flashed_firmware()
         self._reset_upgrade_state()
+        self._reset_file_upgrade()
         self._spawn(self._finish_reboot())
 
     async def _finish_reboot(self) -> None:
@@ -642,11 +666,29 @@ class IsapiCameraSimulator(LoopbackDevice):
 
     async def _handle(self, request: web.Request) -> web.StreamResponse:
         """Authenticate, dispatch, record, and run post-response actions."""
-        if request.can_read_body:
-            await request.read()
-        reply = self._authorize(request)
-        if reply is None:
-            reply = self._dispatch(request)
+        drop = False
+        if request.method == "PUT" and request.path == PATH_UPDATE_FIRMWARE:
+            # A firmware file: authenticated first, then streamed in (never whole).
+            reply = self._authorize(request)
+            if reply is None:
+                reply, drop = await self._receive_firmware(request)
+            else:
+                await self._discard_body(request)
+        else:
+            if request.can_read_body:
+                await request.read()
+            reply = self._authorize(request)
+            if reply is None:
+                reply = self._dispatch(request)
+        if drop:
+            # The file went in; the device reboots into it without answering.
+            self.requests.append(
+                RequestRecord(
+                    time.monotonic(), request.method, request.path, "", 0, "digest"
+                )
+            )
+            await self.reboot()
+            raise ConnectionResetError("rebooting")
         self.requests.append(
             RequestRecord(
                 time=time.monotonic(),

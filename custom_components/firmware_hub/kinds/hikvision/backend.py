@@ -9,11 +9,11 @@ and an install found running at setup followed (read only) to its verified end.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 import logging
-from typing import Any, Final
+from typing import Any, BinaryIO, Final
 
 from ...core.backend import (
     DeviceConnectionError,
@@ -33,13 +33,15 @@ from ...core.models import (
 from ...core.versions import is_newer, same_version
 from .channels import RecorderChannels
 from .errors import call
-from .install import DeviceStatus, HikvisionTiming, InstallFlow
+from .file_install import FileInstall, file_flashing
+from .install import DOWNLOAD_PAUSED, DeviceStatus, HikvisionTiming, InstallFlow
 from .protocol import (
     DeviceInfo,
     IsapiClient,
     IsapiHttpError,
     IsapiNotSupportedError,
     IsapiResponseError,
+    TaskStatus,
     UpgradeVersion,
     find,
     text,
@@ -55,6 +57,14 @@ MANUFACTURER: Final = "Hikvision"
 #: The timing backends use unless given one (tests shorten it).
 DEFAULT_TIMING = HikvisionTiming()
 
+#: What the user reads when the camera could not run its online check.
+CHECK_FAILED: Final = (
+    "the camera could not get an answer from Hikvision's upgrade server;"
+    " the last known offer is kept"
+)
+#: Lines of a change log that are list items already.
+_LIST_MARKERS: Final = ("- ", "* ", "+ ")
+
 
 @dataclass(frozen=True, slots=True)
 class HikvisionFacts(KindFacts):
@@ -64,6 +74,12 @@ class HikvisionFacts(KindFacts):
     online_upgrade: bool
     #: Whether it reboots by itself after flashing (`auto`) or must be told (`manual`).
     reboot_after_upgrade: str = "manual"
+    #: While the camera downloads a package: its speed (MB/s, as the camera says)
+    #: and the seconds it expects the download still takes (None: not said).
+    download_speed: float | None = None
+    remaining_seconds: int | None = None
+    #: Whether the camera's download is paused (by its web page, or the camera).
+    download_paused: bool = False
 
 
 class HikvisionBackend(FirmwareBackend):
@@ -71,6 +87,7 @@ class HikvisionBackend(FirmwareBackend):
 
     kind = "hikvision"
     can_restart = True
+    can_install_file = True
 
     def __init__(
         self, client: IsapiClient, timing: HikvisionTiming | None = None
@@ -115,10 +132,17 @@ class HikvisionBackend(FirmwareBackend):
             hw_version=info.hardware_version,
         )
 
-    def _facts(self) -> HikvisionFacts:
+    def _facts(self, download: TaskStatus | None = None) -> HikvisionFacts:
+        """Return the facts; with a running `download`, its speed and time left."""
+        paused = download is not None and download.status == DOWNLOAD_PAUSED
         return HikvisionFacts(
             online_upgrade=self._online_upgrade,
             reboot_after_upgrade=self._reboot_after_upgrade,
+            download_speed=None if download is None or paused else download.speed_mb,
+            remaining_seconds=(
+                None if download is None or paused else download.remaining_seconds
+            ),
+            download_paused=paused,
         )
 
     async def _read_device_info(self) -> DeviceInfo:
@@ -126,11 +150,12 @@ class HikvisionBackend(FirmwareBackend):
         self._device = info
         return info
 
-    async def async_refresh(self, *, check: bool) -> FirmwareState:
+    async def async_refresh(self, *, check: bool, now: bool = False) -> FirmwareState:
         """Poll the camera: one request (deviceInfo); a recorder adds its channels.
 
         With `check`, also read whether the camera reaches its upgrade server and
-        run its online check (which makes it ask Hikvision's server).
+        read its online check's answer (the camera's cached one); with `now` too,
+        the camera asks Hikvision's server now (the user's "Check for update").
         """
         info = await self._read_device_info()
         state = self._state.evolve(
@@ -155,7 +180,7 @@ class HikvisionBackend(FirmwareBackend):
                 state = state.evolve(latest_version=info.full_version)
             return self._set_state(state)
         state = state.evolve(connected=await self._server_connected())
-        return self._set_state(await self._check(state, info))
+        return self._set_state(await self._check(state, info, now=now))
 
     async def _server_connected(self) -> bool | None:
         try:
@@ -164,15 +189,21 @@ class HikvisionBackend(FirmwareBackend):
             _LOGGER.debug("Upgrade server status unavailable: %s", err)
             return None
 
-    async def _check(self, state: FirmwareState, info: DeviceInfo) -> FirmwareState:
+    async def _check(
+        self, state: FirmwareState, info: DeviceInfo, *, now: bool
+    ) -> FirmwareState:
         try:
-            offer: UpgradeVersion = await call(self._client.get_upgrade_version())
+            offer: UpgradeVersion = await call(
+                self._client.get_upgrade_version(check_now=now)
+            )
         except DeviceResponseError as err:
             if not isinstance(err.__cause__, IsapiNotSupportedError):
                 # The camera could not ask its server (deviceError, busy...): keep
-                # the last offer and say so; the camera itself is fine.
+                # the last offer and say so (the code stays in the log and the
+                # diagnostics); the camera itself is fine.
                 _LOGGER.warning("%s: firmware check failed: %s", info.model, err)
-                return state.evolve(error=f"check failed: {err}")
+                self._documents["version_error"] = str(err)
+                return state.evolve(error=CHECK_FAILED)
             # The capability document may claim support; the answer is the truth.
             _LOGGER.info(
                 "%s answers notSupport to the online version check: "
@@ -191,7 +222,7 @@ class HikvisionBackend(FirmwareBackend):
         self._documents["version"] = offer.raw
         installed = info.full_version
         if offer.version and is_newer(offer.version, installed):
-            latest, notes = offer.version, offer.changelog
+            latest, notes = offer.version, markdown_notes(offer.changelog)
             offers: tuple[FirmwareOffer, ...] = (FirmwareOffer(latest, notes),)
         else:
             latest, notes, offers = installed, None, ()
@@ -215,6 +246,12 @@ class HikvisionBackend(FirmwareBackend):
                     "the camera is downloading or flashing firmware",
                     status=f"{status.download.status}/{status.upgrade.status}",
                 )
+        if await file_flashing(self._client):
+            raise InstallRefusedError(
+                "device_busy",
+                "the camera is flashing a firmware file",
+                status="upgrading",
+            )
         await call(self._client.reboot())
         self._package.version = None  # a reboot clears the camera's package
 
@@ -241,22 +278,46 @@ class HikvisionBackend(FirmwareBackend):
 
     # ------------------------------------------------------------------ install
 
-    def _transaction(self, publish: Publish) -> Transaction:
-        flow = InstallFlow(
+    def _flow(self, publish: Publish) -> InstallFlow:
+        return InstallFlow(
             self._client,
             self._timing,
             get_state=lambda: self._state,
             set_state=self._set_state,
             publish=publish,
+            facts=self._facts,
         )
 
+    def _begin_for(self, publish: Publish) -> Callable[[InstallRun], Awaitable[None]]:
         async def begin(run: InstallRun) -> None:
             await self._begin_install(run, publish)
 
-        return Transaction(
-            flow,
+        return begin
+
+    def _file_install(self, publish: Publish) -> FileInstall:
+        return FileInstall(
+            self._flow(publish),
             self._client,
-            begin=begin,
+            begin=self._begin_for(publish),
+            journal=self.journal,
+            online_upgrade=self._online_upgrade,
+        )
+
+    async def async_install_file(
+        self, file: BinaryIO, name: str, publish: Publish
+    ) -> FirmwareState:
+        """Upload a firmware file, follow the flash and reboot, verify the camera."""
+        install = self._file_install(publish)
+        try:
+            return await install.install(file, name)
+        finally:
+            self._device = install.device or self._device
+
+    def _transaction(self, publish: Publish) -> Transaction:
+        return Transaction(
+            self._flow(publish),
+            self._client,
+            begin=self._begin_for(publish),
             journal=self.journal,
             package=self._package,
             manual_reboot=self._reboot_after_upgrade == "manual",
@@ -294,6 +355,12 @@ class HikvisionBackend(FirmwareBackend):
         self, run: InstallRun | None, publish: Publish
     ) -> FirmwareState | None:
         """Follow an install the camera runs (or the journal says ran), read only."""
+        if run is not None and run.file_name is not None:
+            install = self._file_install(publish)
+            try:
+                return await install.follow(run)
+            finally:
+                self._device = install.device or self._device
         transaction = self._transaction(publish)
         try:
             try:
@@ -310,3 +377,19 @@ class HikvisionBackend(FirmwareBackend):
 
 def _now() -> datetime:
     return datetime.now(UTC)
+
+
+def markdown_notes(changelog: str | None) -> str | None:
+    """Return a change log as Markdown that keeps its line breaks.
+
+    Home Assistant renders release notes as Markdown, which joins single line
+    breaks into one paragraph: a change log of several lines becomes a list.
+    """
+    if changelog is None:
+        return None
+    lines = [line.strip() for line in changelog.splitlines() if line.strip()]
+    if len(lines) <= 1:
+        return lines[0] if lines else None
+    return "\n".join(
+        line if line.startswith(_LIST_MARKERS) else f"- {line}" for line in lines
+    )

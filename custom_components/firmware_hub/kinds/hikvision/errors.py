@@ -6,6 +6,7 @@ No Home Assistant imports.
 from __future__ import annotations
 
 from collections.abc import Awaitable
+from typing import Final
 
 from ...core.backend import (
     BackendError,
@@ -20,7 +21,6 @@ from .protocol import (
     IsapiConnectionError,
     IsapiError,
     IsapiHttpError,
-    IsapiParseError,
     IsapiResponseError,
 )
 
@@ -55,6 +55,75 @@ def as_install_error(err: BackendError) -> InstallError:
         return InstallError("install_auth_failed", str(err))
     if isinstance(err, DeviceConnectionError):
         return InstallError("device_lost", str(err))
-    if isinstance(err.__cause__, (IsapiResponseError, IsapiParseError, IsapiHttpError)):
-        return InstallError("device_refused", str(err), reason=str(err.__cause__))
-    return InstallError("device_refused", str(err), reason=str(err))
+    # The camera's answer (a ResponseStatus code...) stays in the log text and the
+    # diagnostics; the user reads a sentence.
+    cause = err.__cause__
+    code = (
+        cause.sub_status_code or str(cause.status_code)
+        if isinstance(cause, IsapiResponseError)
+        else str(cause or err)
+    )
+    return InstallError("camera_refused_request", str(err), code=code)
+
+
+#: The camera's download states that end a download, each its own message.
+DOWNLOAD_FAILURE_KEYS: Final = {
+    "downloadFailed": "camera_download_failed",
+    "incorrectPackage": "camera_package_incorrect",
+    "hdOperationFailed": "camera_storage_failed",
+}
+#: The camera's upgrade states that end a flash, each its own message.
+UPGRADE_FAILURE_KEYS: Final = {
+    "languageMismatch": "camera_language_mismatch",
+    "writeFlashError": "camera_flash_write_error",
+    "packageTypeMismatch": "camera_package_type_mismatch",
+    "packageVersionMismatch": "camera_package_version_mismatch",
+    "netUnreachable": "camera_network_unreachable",
+    "unknownError": "camera_upgrade_unknown_error",
+    "engineVersionMismatch": "camera_engine_version_mismatch",
+}
+#: Sub status codes (and descriptions) of a firmware file for another device.
+_FILE_MISMATCH: Final = ("baddevtype", "mismatch", "badfirmware", "invalidpackage")
+
+
+def download_failure(status: str) -> InstallError:
+    """Return the error of a download the camera ended in `status`.
+
+    The user reads a sentence (the key's translation); the camera's own word stays
+    in the log text and the `code` placeholder (diagnostics, automations).
+    """
+    key = DOWNLOAD_FAILURE_KEYS.get(status, "camera_download_state_unknown")
+    return InstallError(key, f"the camera's download ended in {status}", code=status)
+
+
+def upgrade_failure(status: str) -> InstallError:
+    """Return the error of a flash the camera ended in `status`."""
+    key = UPGRADE_FAILURE_KEYS.get(status, "camera_upgrade_state_unknown")
+    return InstallError(key, f"the camera's upgrade ended in {status}", code=status)
+
+
+def file_refused(
+    err: IsapiResponseError | IsapiHttpError, file_name: str
+) -> InstallError:
+    """Return the error of a firmware file the camera refused (nothing flashed)."""
+    if isinstance(err, IsapiHttpError):
+        return InstallError(
+            "firmware_file_refused",
+            f"the camera refused {file_name}: {err}",
+            file=file_name,
+            code=str(err.status),
+        )
+    words = " ".join(
+        part or "" for part in (err.sub_status_code, err.description, err.status_string)
+    ).lower()
+    key = (
+        "firmware_file_mismatch"
+        if any(word in words for word in _FILE_MISMATCH)
+        else "firmware_file_refused"
+    )
+    return InstallError(
+        key,
+        f"the camera refused {file_name}: {err}",
+        file=file_name,
+        code=err.sub_status_code or str(err.status_code),
+    )

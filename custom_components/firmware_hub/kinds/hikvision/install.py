@@ -23,18 +23,17 @@ import time
 from typing import Final, Unpack
 
 from ...core.backend import DeviceConnectionError, InstallError, Publish
-from ...core.models import FirmwareState, Phase, StateChanges
+from ...core.models import FirmwareState, KindFacts, Phase, StateChanges
 from ...core.versions import same_version
-from .errors import call
+from .errors import DOWNLOAD_FAILURE_KEYS, call, download_failure, upgrade_failure
 from .protocol import DeviceInfo, IsapiClient, TaskStatus
 
 _LOGGER = logging.getLogger(__name__)
 
 DOWNLOAD_FINISHED: Final = "finish"
-DOWNLOAD_RUNNING: Final = frozenset({"downloading", "pause"})
-DOWNLOAD_FAILURES: Final = frozenset(
-    {"downloadFailed", "incorrectPackage", "hdOperationFailed"}
-)
+DOWNLOAD_PAUSED: Final = "pause"
+DOWNLOAD_RUNNING: Final = frozenset({"downloading", DOWNLOAD_PAUSED})
+DOWNLOAD_FAILURES: Final = frozenset(DOWNLOAD_FAILURE_KEYS)
 UPGRADE_SUCCESSFUL: Final = "successful"
 UPGRADE_RUNNING: Final = frozenset({"upgrading", "waitManualTrigger"})
 UPGRADE_IDLE: Final = "notUpgrade"
@@ -60,6 +59,9 @@ class HikvisionTiming:
     reboot_timeout: float = 10 * 60
     #: Connection errors in a row tolerated while downloading (the camera is busy).
     max_download_errors: int = 5
+    #: A camera that took a firmware file (statusCode 1) and stopped flashing
+    #: usually reboots by itself; after this long it is asked to.
+    self_reboot_grace: float = 20.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,13 +114,29 @@ class InstallFlow:
         get_state: Callable[[], FirmwareState],
         set_state: Callable[[FirmwareState], FirmwareState],
         publish: Publish,
+        facts: Callable[[TaskStatus | None], KindFacts | None] | None = None,
     ) -> None:
-        """Initialize over the backend's client and state."""
+        """Initialize over the backend's client and state.
+
+        `facts` returns the kind's facts for a download running now (its speed
+        and remaining time; None: no download runs).
+        """
         self._client = client
+        self._facts_for = facts
         self._timing = timing
         self._get_state = get_state
         self._set_state = set_state
         self._publish = publish
+
+    def _facts(self, download: TaskStatus | None) -> KindFacts | None:
+        if self._facts_for is None:
+            return self._get_state().facts
+        return self._facts_for(download)
+
+    @property
+    def timing(self) -> HikvisionTiming:
+        """Return how often and how long the install polls."""
+        return self._timing
 
     @property
     def state(self) -> FirmwareState:
@@ -188,20 +206,20 @@ class InstallFlow:
                 return None
             errors = 0
             if status.status == DOWNLOAD_FINISHED:
-                self.publish(progress=DOWNLOAD_SPAN[1])
+                self.publish(progress=DOWNLOAD_SPAN[1], facts=self._facts(None))
                 return status
             if status.status in DOWNLOAD_RUNNING:
                 started = True
-                self.publish(progress=span(status.percent, DOWNLOAD_SPAN))
+                self.publish(
+                    progress=span(status.percent, DOWNLOAD_SPAN),
+                    facts=self._facts(status),
+                )
                 return None
             if started or (
                 status.status in DOWNLOAD_FAILURES and status.status != before
             ):
-                raise InstallError(
-                    "download_failed",
-                    f"the camera's download ended in {status.status}",
-                    reason=status.status,
-                )
+                self.stage(facts=self._facts(None))
+                raise download_failure(status.status)
             if time.monotonic() >= start_deadline:
                 raise InstallError(
                     "download_not_started",
@@ -249,11 +267,7 @@ class InstallFlow:
                 return "rebooted"
             if status.status == UPGRADE_IDLE:
                 return None
-            raise InstallError(
-                "flash_failed",
-                f"the camera's upgrade ended in {status.status}",
-                reason=status.status,
-            )
+            raise upgrade_failure(status.status)
 
         result = await self._poll_until(
             read, self._timing.flash_timeout, "flash_timeout"

@@ -24,7 +24,7 @@ from ...core.backend import (
 )
 from ...core.models import FirmwareState, InstallRun, Phase
 from ...core.versions import same_version
-from .errors import as_install_error, call
+from .errors import as_install_error, call, download_failure, upgrade_failure
 from .install import (
     DOWNLOAD_FAILURES,
     DOWNLOAD_FINISHED,
@@ -241,17 +241,9 @@ class Transaction:
         if status.upgrade.status == UPGRADE_SUCCESSFUL:
             raise _reboot_required()
         if status.upgrade.status != UPGRADE_IDLE:
-            raise InstallError(
-                "flash_failed",
-                f"the camera's upgrade ended in {status.upgrade.status}",
-                reason=status.upgrade.status,
-            )
+            raise upgrade_failure(status.upgrade.status)
         if status.download.status in DOWNLOAD_FAILURES:
-            raise InstallError(
-                "download_failed",
-                f"the camera's download ended in {status.download.status}",
-                reason=status.download.status,
-            )
+            raise download_failure(status.download.status)
         if status.download.status == DOWNLOAD_FINISHED:
             # Our download finished (an install never starts over a finished one).
             self._package.version = run.target_version

@@ -1,11 +1,19 @@
 """Hikvision ISAPI, wire only (no Home Assistant imports).
 
 `errors` holds the typed errors, `documents` the sans-I/O decoding of answers,
-`client` the HTTP(S) client with its authentication.
+`client` the HTTP(S) client with its authentication, `upload` the streamed
+firmware file body.
 """
 
-from .client import AuthScheme, IsapiClient
-from .documents import DeviceInfo, TaskStatus, UpgradeVersion, find, text
+from .client import AuthScheme, IsapiClient, UploadResult
+from .documents import (
+    DeviceInfo,
+    TaskStatus,
+    UpgradeProgress,
+    UpgradeVersion,
+    find,
+    text,
+)
 from .errors import (
     IsapiAuthError,
     IsapiAuthSchemeError,
@@ -32,7 +40,9 @@ __all__ = [
     "IsapiResponseError",
     "IsapiTimeoutError",
     "TaskStatus",
+    "UpgradeProgress",
     "UpgradeVersion",
+    "UploadResult",
     "find",
     "text",
 ]

@@ -12,9 +12,10 @@ and only before Digest ever worked. Over plain HTTP a Basic challenge raises
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Mapping
 from enum import StrEnum
-from typing import Any, Final
+from typing import Any, BinaryIO, Final
 
 import aiohttp
 from aiohttp import hdrs
@@ -23,12 +24,14 @@ from yarl import URL
 from .documents import (
     DeviceInfo,
     TaskStatus,
+    UpgradeProgress,
     UpgradeVersion,
     decode_response,
     expect_document,
     parse_device_info,
     parse_download_status,
     parse_server_connected,
+    parse_upgrade_progress,
     parse_upgrade_status,
     parse_upgrade_version,
 )
@@ -37,8 +40,10 @@ from .errors import (
     IsapiAuthSchemeError,
     IsapiConnectionError,
     IsapiParseError,
+    IsapiResponseError,
     IsapiTimeoutError,
 )
+from .upload import FirmwarePayload, Progress, remaining_size
 
 #: Bodies larger than this are not ISAPI answers; refuse them instead of buffering.
 MAX_BODY_BYTES: Final = 1024 * 1024
@@ -53,8 +58,22 @@ PATH_DOWNLOAD_PACKAGE: Final = "/ISAPI/System/onlineUpgrade/downloadPackage"
 PATH_DOWNLOAD_STATUS: Final = "/ISAPI/System/onlineUpgrade/downloadPackage/status"
 PATH_UPGRADE_NO_DOWNLOAD: Final = "/ISAPI/System/onlineUpgrade/upgradeWithoutDownload"
 PATH_UPGRADE_STATUS: Final = "/ISAPI/System/onlineUpgrade/status"
+PATH_UPDATE_FIRMWARE: Final = "/ISAPI/System/updateFirmware"
+PATH_FILE_UPGRADE_STATUS: Final = "/ISAPI/System/upgradeStatus"
+#: A firmware upload may take this long (slow links, the device flashing first).
+UPLOAD_TIMEOUT: Final = 30 * 60.0
+#: ResponseStatus statusCode "Reboot Required": the firmware went in.
+STATUS_REBOOT_REQUIRED: Final = 7
 
 _JSON: Final = {"format": "json"}
+
+
+class UploadResult(StrEnum):
+    """How a device took a firmware file."""
+
+    ACCEPTED = "accepted"
+    REBOOT_REQUIRED = "reboot_required"
+    DROPPED = "dropped"
 
 
 class AuthScheme(StrEnum):
@@ -133,10 +152,18 @@ class IsapiClient:
         self._basic = aiohttp.encode_basic_auth(self._username, self._password)
 
     async def _send(
-        self, method: str, path: str, params: Mapping[str, str] | None, data: Any
+        self,
+        method: str,
+        path: str,
+        params: Mapping[str, str] | None,
+        data: Any,
+        limits: aiohttp.ClientTimeout | None = None,
     ) -> tuple[int, str, bytes]:
         url = self._base.with_path(path)
-        kwargs: dict[str, Any] = {"params": params, "timeout": self._timeout}
+        kwargs: dict[str, Any] = {
+            "params": params,
+            "timeout": limits or self._timeout,
+        }
         if data is not None:
             kwargs["data"] = data
         if self._basic is not None:
@@ -149,7 +176,7 @@ class IsapiClient:
                     challenge = resp.headers.get(hdrs.WWW_AUTHENTICATE, "")
                     if self._basic is None and challenge.lower().startswith("basic"):
                         self._choose_basic(method, path)
-                        return await self._send(method, path, params, data)
+                        return await self._send(method, path, params, data, limits)
                     raise IsapiAuthError(f"{method} {path}: credentials refused")
                 if self._scheme is None:
                     self._scheme = (
@@ -217,10 +244,15 @@ class IsapiClient:
             *await self.request(hdrs.METH_GET, PATH_UPGRADE_SERVER)
         )
 
-    async def get_upgrade_version(self) -> UpgradeVersion:
-        """Ask the device's upgrade server for the newest firmware."""
+    async def get_upgrade_version(self, *, check_now: bool = False) -> UpgradeVersion:
+        """Read the newest firmware the device's upgrade server offers.
+
+        Without `check_now`, the device's cached answer; with it, the device asks
+        its upgrade server now (`?check=true`, the user's "Check for update").
+        """
+        params = {"check": "true"} if check_now else None
         return parse_upgrade_version(
-            *await self.request(hdrs.METH_GET, PATH_UPGRADE_VERSION)
+            *await self.request(hdrs.METH_GET, PATH_UPGRADE_VERSION, params=params)
         )
 
     async def start_package_download(self) -> None:
@@ -242,6 +274,54 @@ class IsapiClient:
         return parse_upgrade_status(
             *await self.request(hdrs.METH_GET, PATH_UPGRADE_STATUS)
         )
+
+    async def get_upload_progress(self) -> UpgradeProgress:
+        """Read `/ISAPI/System/upgradeStatus` (a firmware file being flashed)."""
+        return parse_upgrade_progress(
+            *await self.request(hdrs.METH_GET, PATH_FILE_UPGRADE_STATUS)
+        )
+
+    async def upload_firmware(
+        self, file: BinaryIO, *, progress: Progress | None = None
+    ) -> UploadResult:
+        """PUT the rest of an open firmware file to `/ISAPI/System/updateFirmware`.
+
+        Streamed from the file (executor reads). Returns how the device took it:
+        `ACCEPTED` (statusCode 1), `REBOOT_REQUIRED` (statusCode 7), or `DROPPED`
+        when the connection closed after the whole file went out (the device
+        reboots into the new firmware). Raises `IsapiResponseError` when the
+        device refused the file (a package for another model...), a connection
+        error when it went away before the file was sent, OSError when the file
+        cannot be read. The file stays open; no read of it runs once this returns.
+        """
+        size = await asyncio.get_running_loop().run_in_executor(
+            None, remaining_size, file
+        )
+        body = FirmwarePayload(file, size, progress=progress)
+        timeout = aiohttp.ClientTimeout(total=UPLOAD_TIMEOUT)
+        try:
+            status, content_type, answer = await self._send(
+                hdrs.METH_PUT, PATH_UPDATE_FIRMWARE, None, body, timeout
+            )
+        except IsapiConnectionError:
+            if body.error is not None:
+                raise body.error from None
+            if body.complete:
+                return UploadResult.DROPPED
+            raise
+        finally:
+            await body.settle()
+        try:
+            decode_response(status, content_type, answer)
+        except IsapiResponseError as err:
+            if err.status_code == STATUS_REBOOT_REQUIRED and status < 300:  # noqa: PLR2004
+                return UploadResult.REBOOT_REQUIRED
+            raise
+        except IsapiParseError:
+            if status >= 300:  # noqa: PLR2004
+                raise
+            # An answer that is no document after the file went in: accepted.
+        return UploadResult.ACCEPTED
 
     async def reboot(self) -> None:
         """Reboot the device."""

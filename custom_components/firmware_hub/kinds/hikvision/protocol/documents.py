@@ -11,6 +11,7 @@ from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass
 import json
+import math
 from typing import Any, cast
 from xml.parsers.expat import ExpatError
 
@@ -96,6 +97,17 @@ def _as_int(value: Any) -> int | None:
         return None
 
 
+def _as_float(value: Any) -> float | None:
+    raw = text(value)
+    if raw is None:
+        return None
+    try:
+        number = float(raw)
+    except ValueError:
+        return None
+    return number if math.isfinite(number) else None
+
+
 def _as_bool(value: Any) -> bool | None:
     raw = text(value)
     if raw is None:
@@ -162,9 +174,25 @@ class UpgradeVersion:
 
 @dataclass(frozen=True, slots=True)
 class TaskStatus:
-    """A download or upgrade status: the state word and a percentage."""
+    """A download or upgrade status: the state word and a percentage.
+
+    A package download also says how big the package is, what is left, how fast
+    it goes and how long it should still take (None: not said).
+    """
 
     status: str
+    percent: int
+    total_mb: float | None = None
+    remain_mb: float | None = None
+    speed_mb: float | None = None
+    remaining_seconds: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class UpgradeProgress:
+    """`/ISAPI/System/upgradeStatus`: whether the device flashes, and how far."""
+
+    upgrading: bool
     percent: int
 
 
@@ -251,7 +279,15 @@ def parse_download_status(_root: str, content: Any) -> TaskStatus:
     state = text(fields.get("status")) if isinstance(fields, Mapping) else None
     if not state:
         raise IsapiParseError("download status without a status")
-    return TaskStatus(state, _clamp(_as_int(fields.get("progress"))))
+    remaining = _as_int(fields.get("remainTime"))
+    return TaskStatus(
+        state,
+        _clamp(_as_int(fields.get("progress"))),
+        total_mb=_as_float(fields.get("total")),
+        remain_mb=_as_float(fields.get("remain")),
+        speed_mb=_as_float(fields.get("speed")),
+        remaining_seconds=None if remaining is None else max(0, remaining),
+    )
 
 
 def parse_upgrade_status(root: str, content: Any) -> TaskStatus:
@@ -261,6 +297,15 @@ def parse_upgrade_status(root: str, content: Any) -> TaskStatus:
     if not state:
         raise IsapiParseError("upgrade status without a status")
     return TaskStatus(state, _clamp(_as_int(doc.get("percent"))))
+
+
+def parse_upgrade_progress(root: str, content: Any) -> UpgradeProgress:
+    """Read an `upgradeStatus` document (a firmware file being flashed)."""
+    doc = expect_document(root, content, "upgradeStatus")
+    upgrading = _as_bool(doc.get("upgrading"))
+    if upgrading is None:
+        raise IsapiParseError("upgradeStatus without upgrading")
+    return UpgradeProgress(upgrading, _clamp(_as_int(doc.get("percent"))))
 
 
 def _clamp(value: int | None) -> int:
