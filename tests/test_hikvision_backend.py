@@ -194,6 +194,15 @@ async def test_check_now_asks_the_camera_the_periodic_check_does_not(
         "",
         "check=true",
     ]
+    # The Check for update button is the user's check: the camera asks now.
+    camera.reset_stats()
+    await hass.services.async_call(
+        "button",
+        "press",
+        {"entity_id": "button.camera_1_check_for_update"},
+        blocking=True,
+    )
+    assert [r.query for r in camera.requests if r.path == VERSION] == ["check=true"]
 
 
 async def test_failed_check_says_why_without_vendor_codes(

@@ -190,6 +190,21 @@ async def test_restart_and_check_refused_during_install(
     await install
 
 
+async def test_update_dialog_says_how_the_download_goes(
+    hass: HomeAssistant, camera: IsapiCameraSimulator
+) -> None:
+    """While the camera downloads, the dialog shows its speed and the time left."""
+    _entry, install = await _downloading(hass, camera)
+    async with asyncio.timeout(5):
+        while not hass.states.get(UPDATE).attributes.get("release_summary"):
+            await asyncio.sleep(0.01)
+    summary = hass.states.get(UPDATE).attributes["release_summary"]
+    assert summary.startswith("The camera downloads at 4.2 MB/s")
+    camera.download_steps = 1
+    await install
+    assert hass.states.get(UPDATE).attributes["release_summary"] is None
+
+
 async def test_poll_waits_for_the_install(
     hass: HomeAssistant, camera: IsapiCameraSimulator
 ) -> None:

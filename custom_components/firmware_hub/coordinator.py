@@ -179,7 +179,7 @@ class FirmwareCoordinator(DataUpdateCoordinator[FirmwareState]):
             previous = self.data
             self.async_set_updated_data(previous.evolve(phase=Phase.CHECKING))
             try:
-                state = await self.backend.async_refresh(check=True)
+                state = await self.backend.async_check()
             except BackendError as err:
                 self.async_set_updated_data(previous)
                 raise translated_error(err) from err

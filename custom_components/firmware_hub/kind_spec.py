@@ -116,5 +116,7 @@ class KindSpec:
     actions: tuple[KindAction, ...] = ()
     #: Devices to offer before the add-device form (None: no discovery).
     discover: Callable[[HomeAssistant], Awaitable[list[DiscoveredDevice]]] | None = None
+    #: What the update dialog says while an install of this kind runs (or None).
+    release_summary: Callable[[FirmwareState], str | None] = lambda _state: None
     #: Other translation placeholders the kind's texts use (the device's noun...).
     placeholders: Mapping[str, str] = field(default_factory=dict)

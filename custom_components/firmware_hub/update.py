@@ -18,6 +18,7 @@ from .children import ChildUpdateEntity, async_add_child_entities
 from .coordinator import FirmwareCoordinator, FirmwareHubConfigEntry
 from .core.models import Phase
 from .entity import FirmwareHubEntity
+from .registry import KINDS
 
 # No platform semaphore: it would queue a second install behind the first (an
 # install takes minutes) instead of refusing it; the coordinator's per-device lock
@@ -111,6 +112,8 @@ class FirmwareUpdateEntity(FirmwareHubEntity, UpdateEntity):
             )
         if data.in_progress and data.install and data.install.file_name:
             return f"Installing the firmware file {data.install.file_name}."
+        if data.in_progress:
+            return KINDS[self.coordinator.kind].release_summary(data)
         return None
 
     @property

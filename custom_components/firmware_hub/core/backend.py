@@ -148,6 +148,10 @@ class FirmwareBackend(ABC):
     async def async_refresh(self, *, check: bool) -> FirmwareState:
         """Read the device's state; with `check`, also look for new firmware."""
 
+    async def async_check(self) -> FirmwareState:
+        """Look for new firmware now (the user pressed "Check for update")."""
+        return await self.async_refresh(check=True)
+
     @abstractmethod
     async def async_install(
         self, version: str | None, publish: Publish

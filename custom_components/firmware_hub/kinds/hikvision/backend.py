@@ -150,6 +150,10 @@ class HikvisionBackend(FirmwareBackend):
         self._device = info
         return info
 
+    async def async_check(self) -> FirmwareState:
+        """Make the camera ask Hikvision's server now (`version?check=true`)."""
+        return await self.async_refresh(check=True, now=True)
+
     async def async_refresh(self, *, check: bool, now: bool = False) -> FirmwareState:
         """Poll the camera: one request (deviceInfo); a recorder adds its channels.
 

@@ -20,7 +20,7 @@ import probatio as vol
 
 from ...const import DEFAULT_HIKVISION_PORT, DEFAULT_HIKVISION_USERNAME, Kind
 from ...core.backend import FirmwareBackend
-from ...core.models import FirmwareState
+from ...core.models import FirmwareState, Phase
 from ...forms import (
     CREDENTIALS_SCHEMA,
     PASSWORD,
@@ -62,6 +62,23 @@ def _online_upgrade(state: FirmwareState) -> bool:
     return isinstance(state.facts, HikvisionFacts) and state.facts.online_upgrade
 
 
+def _release_summary(state: FirmwareState) -> str | None:
+    """Say how the camera's own download goes (speed, time left, paused)."""
+    facts = state.facts
+    if not isinstance(facts, HikvisionFacts) or state.phase is not Phase.DOWNLOADING:
+        return None
+    if facts.download_paused:
+        return "The camera paused its download."
+    if facts.download_speed is None:
+        return None
+    left = (
+        f", about {facts.remaining_seconds} s left"
+        if facts.remaining_seconds is not None
+        else ""
+    )
+    return f"The camera downloads at {facts.download_speed:g} MB/s{left}."
+
+
 def _username(data: Mapping[str, Any]) -> dict[str, Any]:
     return {CONF_USERNAME: data[CONF_USERNAME]}
 
@@ -77,6 +94,7 @@ SPEC = KindSpec(
     # A recorder's channel cameras: their addresses.
     redact=frozenset({"ip_address", "ipAddress"}),
     create_backend=_create_backend,
+    release_summary=_release_summary,
     options_fields=check_interval_field,
     options_from_input=check_interval_option,
     binary_sensors=(
