@@ -18,10 +18,9 @@ connection that drops once the whole file went out is the reboot starting.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
 from pathlib import PurePath
 import time
-from typing import BinaryIO, Final, NoReturn
+from typing import BinaryIO, Final
 
 from ...core.backend import (
     BackendError,
@@ -29,12 +28,11 @@ from ...core.backend import (
     DeviceResponseError,
     InstallError,
     InstallRefusedError,
-    JournalWrite,
 )
 from ...core.models import FirmwareState, InstallRun, Phase
 from ...core.versions import same_version
 from .errors import as_install_error, call, file_refused
-from .install import Expected, InstallFlow, span, verify
+from .install import Expected, span, verify
 from .protocol import (
     DeviceInfo,
     IsapiClient,
@@ -45,6 +43,7 @@ from .protocol import (
     UploadResult,
 )
 from .protocol.upload import remaining_size
+from .run import CameraRun
 
 # Progress of a file install: upload 0-60 %, flash 60-90 %, reboot 90-95 %,
 # verification 99 %.
@@ -54,26 +53,8 @@ REBOOT_START: Final = 90
 VERIFY: Final = 99
 
 
-class FileInstall:
+class FileInstall(CameraRun):
     """One firmware file install (or follow-up) on one camera."""
-
-    def __init__(
-        self,
-        flow: InstallFlow,
-        client: IsapiClient,
-        *,
-        begin: Callable[[InstallRun], Awaitable[None]],
-        journal: JournalWrite,
-        online_upgrade: bool,
-    ) -> None:
-        """Initialize over the backend's install steps and journal."""
-        self._online_upgrade = online_upgrade
-        self._flow = flow
-        self._client = client
-        self._begin = begin
-        self._journal = journal
-        #: The camera as verified at the end (None until then).
-        self.device: DeviceInfo | None = None
 
     # ---------------------------------------------------------------- install
 
@@ -222,30 +203,6 @@ class FileInstall:
         except DeviceConnectionError:
             return True  # cut short: the camera is going down
         return False
-
-    async def _fail(self, err: BackendError) -> NoReturn:
-        """Publish the failed state (the install is over), then raise why."""
-        error = as_install_error(err)
-        self._flow.publish(
-            phase=Phase.FAILED, progress=None, error=str(error), install=None
-        )
-        await self._journal(None)
-        raise error from err
-
-    async def _succeed(self, info: DeviceInfo) -> FirmwareState:
-        self.device = info
-        self._flow.publish(
-            installed_version=info.full_version,
-            latest_version=info.full_version,
-            release_notes=None,
-            offers=(),
-            phase=Phase.IDLE,
-            progress=None,
-            error=None,
-            install=None,
-        )
-        await self._journal(None)
-        return self._flow.state
 
     # ---------------------------------------------------------------- follow
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 import time
-from typing import NoReturn, TypedDict
+from typing import TypedDict
 
 from ...core.backend import (
     BackendError,
@@ -41,6 +41,7 @@ from .install import (
     verify,
 )
 from .protocol import DeviceInfo, IsapiClient
+from .run import CameraRun
 
 
 @dataclass(slots=True)
@@ -55,7 +56,7 @@ class HeldPackage:
     version: str | None = None
 
 
-class Transaction:
+class Transaction(CameraRun):
     """One install on one camera, from the journal's record to the final state."""
 
     def __init__(
@@ -70,15 +71,11 @@ class Transaction:
         online_upgrade: bool,
     ) -> None:
         """Initialize; `begin` journals and shows the run (the backend's)."""
-        self._flow = flow
-        self._client = client
-        self._begin = begin
-        self._journal = journal
+        super().__init__(
+            flow, client, begin=begin, journal=journal, online_upgrade=online_upgrade
+        )
         self._package = package
         self._manual_reboot = manual_reboot
-        self._online_upgrade = online_upgrade
-        #: The camera as verified at the end (None until then).
-        self.device: DeviceInfo | None = None
 
     # ---------------------------------------------------------------- install
 
@@ -147,30 +144,9 @@ class Transaction:
             version=target,
         )
 
-    async def _fail(self, err: BackendError) -> NoReturn:
-        """Publish the failed state (the install is over), then raise why."""
-        error = as_install_error(err)
-        self._flow.publish(
-            phase=Phase.FAILED, progress=None, error=str(error), install=None
-        )
-        await self._journal(None)
-        raise error from err
-
     async def _succeed(self, info: DeviceInfo) -> FirmwareState:
-        self.device = info
-        self._package.version = None
-        self._flow.publish(
-            installed_version=info.full_version,
-            latest_version=info.full_version,
-            release_notes=None,
-            offers=(),
-            phase=Phase.IDLE,
-            progress=None,
-            error=None,
-            install=None,
-        )
-        await self._journal(None)
-        return self._flow.state
+        self._package.version = None  # flashed: no package held any more
+        return await super()._succeed(info)
 
     # ---------------------------------------------------------------- follow
 

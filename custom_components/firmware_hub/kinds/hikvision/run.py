@@ -1,0 +1,59 @@
+"""What a Hikvision install and a firmware-file install share: how a run ends."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import NoReturn
+
+from ...core.backend import BackendError, JournalWrite
+from ...core.models import FirmwareState, InstallRun, Phase
+from .errors import as_install_error
+from .install import InstallFlow
+from .protocol import DeviceInfo, IsapiClient
+
+
+class CameraRun:
+    """One run on one camera (an online install, a file install, or its follow-up)."""
+
+    def __init__(
+        self,
+        flow: InstallFlow,
+        client: IsapiClient,
+        *,
+        begin: Callable[[InstallRun], Awaitable[None]],
+        journal: JournalWrite,
+        online_upgrade: bool,
+    ) -> None:
+        """Initialize; `begin` journals and shows the run (the backend's)."""
+        self._flow = flow
+        self._client = client
+        self._begin = begin
+        self._journal = journal
+        self._online_upgrade = online_upgrade
+        #: The camera as verified at the end (None until then).
+        self.device: DeviceInfo | None = None
+
+    async def _fail(self, err: BackendError) -> NoReturn:
+        """Publish the failed state (the install is over), then raise why."""
+        error = as_install_error(err)
+        self._flow.publish(
+            phase=Phase.FAILED, progress=None, error=str(error), install=None
+        )
+        await self._journal(None)
+        raise error from err
+
+    async def _succeed(self, info: DeviceInfo) -> FirmwareState:
+        """Publish the verified camera (the install is over); clear the journal."""
+        self.device = info
+        self._flow.publish(
+            installed_version=info.full_version,
+            latest_version=info.full_version,
+            release_notes=None,
+            offers=(),
+            phase=Phase.IDLE,
+            progress=None,
+            error=None,
+            install=None,
+        )
+        await self._journal(None)
+        return self._flow.state
