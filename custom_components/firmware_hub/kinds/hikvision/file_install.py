@@ -31,7 +31,7 @@ from ...core.backend import (
 )
 from ...core.models import FirmwareState, InstallRun, Phase
 from ...core.versions import same_version
-from .errors import as_install_error, call, file_refused
+from .errors import call, file_refused
 from .install import Expected, span, verify
 from .protocol import (
     DeviceInfo,
@@ -80,17 +80,7 @@ class FileInstall(CameraRun):
             info = await call(self._client.get_device_info())
             await self._refuse_if_flashing()
         except BackendError as err:
-            flow.restore(before)
-            if isinstance(err, InstallRefusedError):
-                raise
-            refused = (
-                InstallError("cannot_connect", str(err))
-                if isinstance(err, DeviceConnectionError)
-                else as_install_error(err)
-            )
-            raise InstallRefusedError(
-                refused.key, str(err), **refused.placeholders
-            ) from err
+            self._refuse(err, before)
         run = InstallRun(
             target_version=None,
             started_at=time.time(),

@@ -5,7 +5,13 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import NoReturn
 
-from ...core.backend import BackendError, JournalWrite
+from ...core.backend import (
+    BackendError,
+    DeviceConnectionError,
+    InstallError,
+    InstallRefusedError,
+    JournalWrite,
+)
 from ...core.models import FirmwareState, InstallRun, Phase
 from .errors import as_install_error
 from .install import InstallFlow
@@ -32,6 +38,24 @@ class CameraRun:
         self._online_upgrade = online_upgrade
         #: The camera as verified at the end (None until then).
         self.device: DeviceInfo | None = None
+
+    def _refuse(self, err: BackendError, before: FirmwareState) -> NoReturn:
+        """Refuse the install (nothing was sent): show `before` again, say why.
+
+        The camera could not be read (or is busy) before anything that changes
+        it was sent: an `InstallRefusedError`, no failure to report.
+        """
+        self._flow.restore(before)
+        if isinstance(err, InstallRefusedError):
+            raise err
+        refused = (
+            InstallError("cannot_connect", str(err))
+            if isinstance(err, DeviceConnectionError)
+            else as_install_error(err)
+        )
+        raise InstallRefusedError(
+            refused.key, str(err), **refused.placeholders
+        ) from err
 
     async def _fail(self, err: BackendError) -> NoReturn:
         """Publish the failed state (the install is over), then raise why."""

@@ -16,7 +16,6 @@ from typing import TypedDict
 
 from ...core.backend import (
     BackendError,
-    DeviceConnectionError,
     DeviceResponseError,
     InstallError,
     InstallRefusedError,
@@ -24,7 +23,7 @@ from ...core.backend import (
 )
 from ...core.models import FirmwareState, InstallRun, Phase
 from ...core.versions import same_version
-from .errors import as_install_error, call, download_failure, upgrade_failure
+from .errors import call, download_failure, upgrade_failure
 from .install import (
     DOWNLOAD_FAILURES,
     DOWNLOAD_FINISHED,
@@ -89,17 +88,7 @@ class Transaction(CameraRun):
             status = await flow.read_status()
             package_ready = self._check_idle(status, target)
         except BackendError as err:
-            flow.restore(before)
-            if isinstance(err, InstallRefusedError):
-                raise
-            refused = (
-                InstallError("cannot_connect", str(err))
-                if isinstance(err, DeviceConnectionError)
-                else as_install_error(err)
-            )
-            raise InstallRefusedError(
-                refused.key, str(err), **refused.placeholders
-            ) from err
+            self._refuse(err, before)
         run = InstallRun(
             target_version=target,
             started_at=time.time(),
