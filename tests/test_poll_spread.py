@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections import Counter
 from collections.abc import Callable
 from datetime import timedelta
@@ -15,7 +16,7 @@ from custom_components.firmware_hub.kinds.hikvision.protocol.client import (
 )
 from custom_components.firmware_hub.poll_spread import next_poll, poll_phase
 
-from .helpers import hikvision_entry, setup_entry, wait_until
+from .helpers import hikvision_entry, setup_entry
 from .simulators.isapi import IsapiCameraSimulator
 
 INTERVAL = 60.0
@@ -118,10 +119,19 @@ async def test_timer_polls_the_device(
     coordinator.update_interval = timedelta(seconds=0.2)  # shortened timing only
     coordinator._schedule_refresh()
     camera.reset_stats()
-    await wait_until(hass, lambda: camera.count("GET", PATH_DEVICE_INFO) >= 2)
+    # The timer is only set between polls: wait (without letting Home Assistant
+    # settle, which could run the next poll) until two polls ran and the next one
+    # is scheduled, then read it in the same step.
+    async with asyncio.timeout(10):
+        while not (
+            camera.count("GET", PATH_DEVICE_INFO) >= 2
+            and coordinator._unsub_refresh is not None
+        ):
+            await asyncio.sleep(0.01)
+    scheduled = _scheduled_at(coordinator)
     assert camera.unauthorized_count == 0
     assert math.isclose(
-        _phase_of(_scheduled_at(coordinator), 0.2),
+        _phase_of(scheduled, 0.2),
         coordinator.poll_phase,
         abs_tol=1e-6,
     )
