@@ -40,6 +40,7 @@ from custom_components.firmware_hub.kinds.enos.protocol.client import EnosTiming
 
 from .helpers import unload_all, wait_until
 from .simulators.enos import EnosSimulator, firmware_bytes, firmware_offer
+from .test_enos import fast_enos  # noqa: F401 - the same short timings
 
 PK = "pkSafe01"
 DK = "devSafe"
@@ -67,17 +68,6 @@ def _timing(download: RetryPolicy) -> enos_backend.EnosBridgeTiming:
         progress_interval=0,
         first_connect_retry=0.05,
     )
-
-
-@pytest.fixture(autouse=True)
-def fast_enos(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Reconnect and retry in milliseconds; a failed offer waits an hour."""
-    monkeypatch.setattr(
-        enos_backend,
-        "DEFAULT_TIMING",
-        _timing(RetryPolicy(attempts=3, backoff=0.01, timeout=3)),
-    )
-    monkeypatch.setattr(offers, "FAILED_OFFER_RETRY", Backoff(initial=3600))
 
 
 @pytest.fixture

@@ -34,9 +34,6 @@ from custom_components.firmware_hub.const import (
     DOMAIN,
     EVENT_UPGRADE_FINISHED,
 )
-from custom_components.firmware_hub.core.packages import RetryPolicy
-from custom_components.firmware_hub.kinds.enos import backend as enos_backend
-from custom_components.firmware_hub.kinds.enos.protocol.client import EnosTiming
 
 from .helpers import unload_all, wait_until
 from .simulators.enos import (
@@ -57,6 +54,7 @@ from .test_enos import (
     _install,
     _offer_ready,
     _setup,
+    fast_enos,  # noqa: F401 - the same short timings
 )
 
 INTERNAL = "127.0.0.2"
@@ -64,27 +62,6 @@ SECRET_PAGE = firmware_bytes("router admin page", 4321)
 SIGNATURE = "X-Signature=S1gn3dP4rtN3v3rL0gged"
 DOWNLOAD_FAILED = "download failed"
 VERIFY_FAILED = "package verification failed"
-
-
-@pytest.fixture(autouse=True)
-def fast_enos(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Reconnect and retry in milliseconds; report every progress step."""
-    monkeypatch.setattr(
-        enos_backend,
-        "DEFAULT_TIMING",
-        enos_backend.EnosBridgeTiming(
-            protocol=EnosTiming(
-                connect_timeout=3,
-                request_timeout=3,
-                reconnect_min=0.05,
-                reconnect_max=0.3,
-                misc_interval=0.2,
-            ),
-            download=RetryPolicy(attempts=3, backoff=0.01, timeout=3),
-            progress_interval=0,
-            first_connect_retry=0.05,
-        ),
-    )
 
 
 @pytest.fixture

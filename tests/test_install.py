@@ -9,8 +9,8 @@ from pathlib import Path
 from typing import Any
 
 from homeassistant.components.update import DOMAIN as UPDATE_DOMAIN, SERVICE_INSTALL
-from homeassistant.const import ATTR_ENTITY_ID, EVENT_STATE_CHANGED, STATE_OFF
-from homeassistant.core import Event, HomeAssistant, State, callback
+from homeassistant.const import ATTR_ENTITY_ID, STATE_OFF
+from homeassistant.core import HomeAssistant
 from homeassistant.exceptions import HomeAssistantError
 from homeassistant.helpers import device_registry as dr, issue_registry as ir
 import pytest
@@ -21,7 +21,7 @@ from pytest_homeassistant_custom_component.common import (
 
 from custom_components.firmware_hub.const import DOMAIN, EVENT_UPGRADE_FINISHED
 
-from .helpers import hikvision_entry, setup_entry
+from .helpers import Recorder, hikvision_entry, setup_entry
 from .simulators.isapi import Failure, IsapiCameraSimulator
 
 EN_JSON = (
@@ -34,33 +34,6 @@ EN_JSON = (
 UPDATE = "update.camera_1_firmware"
 STATUS = "sensor.camera_1_firmware_status"
 PROGRESS = "sensor.camera_1_firmware_progress"
-
-
-class Recorder:
-    """Every state the entities of the camera take."""
-
-    def __init__(self, hass: HomeAssistant) -> None:
-        self.states: list[State] = []
-
-        @callback
-        def _record(event: Event[Any]) -> None:
-            if (new := event.data["new_state"]) is not None:
-                self.states.append(new)
-
-        self.unsub = hass.bus.async_listen(EVENT_STATE_CHANGED, _record)
-
-    def clear(self) -> None:
-        self.states.clear()
-
-    def of(self, entity_id: str) -> list[State]:
-        return [state for state in self.states if state.entity_id == entity_id]
-
-    def values(self, entity_id: str) -> list[str]:
-        values: list[str] = []
-        for state in self.of(entity_id):
-            if not values or values[-1] != state.state:
-                values.append(state.state)
-        return values
 
 
 @pytest.fixture
