@@ -18,7 +18,6 @@ connection that drops once the whole file went out is the reboot starting.
 from __future__ import annotations
 
 import asyncio
-from pathlib import PurePath
 import time
 from typing import BinaryIO, Final
 
@@ -29,6 +28,7 @@ from ...core.backend import (
     InstallError,
     InstallRefusedError,
 )
+from ...core.files import checked_firmware_file
 from ...core.models import FirmwareState, InstallRun, Phase
 from ...core.versions import same_version
 from .errors import call, file_refused
@@ -42,7 +42,6 @@ from .protocol import (
     UpgradeProgress,
     UploadResult,
 )
-from .protocol.upload import remaining_size
 from .run import CameraRun
 
 # Progress of a file install: upload 0-60 %, flash 60-90 %, reboot 90-95 %,
@@ -61,19 +60,7 @@ class FileInstall(CameraRun):
     async def install(self, file: BinaryIO, name: str) -> FirmwareState:
         """Upload `file`, follow the flash and the reboot, verify the camera."""
         flow = self._flow
-        file_name = PurePath(name).name
-        try:
-            size = await asyncio.get_running_loop().run_in_executor(
-                None, remaining_size, file
-            )
-        except OSError as err:
-            raise InstallRefusedError(
-                "file_unreadable", str(err), error=str(err)
-            ) from err
-        if size == 0:
-            raise InstallRefusedError(
-                "firmware_file_invalid", f"{file_name} is empty", path=file_name
-            )
+        file_name, _size = await checked_firmware_file(file, name)
         before = flow.state
         flow.publish(phase=Phase.INSTALLING, progress=0, error=None)
         try:

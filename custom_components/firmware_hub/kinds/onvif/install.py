@@ -21,7 +21,6 @@ from __future__ import annotations
 from abc import abstractmethod
 import asyncio
 from dataclasses import dataclass, replace
-from pathlib import PurePath
 import time
 from typing import TYPE_CHECKING, BinaryIO, Final
 from urllib.parse import urlsplit
@@ -34,6 +33,7 @@ from ...core.backend import (
     InstallRefusedError,
     Publish,
 )
+from ...core.files import checked_firmware_file
 from ...core.models import FirmwareState, InstallRun, Phase
 from .errors import call, install_error
 from .protocol import (
@@ -43,7 +43,6 @@ from .protocol import (
     OnvifUploadError,
     upload_firmware,
 )
-from .protocol.upload import remaining_size
 
 if TYPE_CHECKING:
     import aiohttp
@@ -92,19 +91,7 @@ class OnvifFileInstall(FirmwareBackend):
         `InstallError` after publishing a failed state (`InstallRefusedError`: no
         upload started, the journal cleared).
         """
-        file_name = PurePath(name).name
-        try:
-            size = await asyncio.get_running_loop().run_in_executor(
-                None, remaining_size, file
-            )
-        except OSError as err:
-            raise InstallRefusedError(
-                "file_unreadable", str(err), error=str(err)
-            ) from err
-        if size == 0:
-            raise InstallRefusedError(
-                "firmware_file_invalid", f"{file_name} is empty", path=file_name
-            )
+        file_name, _size = await checked_firmware_file(file, name)
         self._publish_changes(publish, phase=Phase.INSTALLING, progress=0, error=None)
         try:
             return await self._run_install(file, file_name, publish)

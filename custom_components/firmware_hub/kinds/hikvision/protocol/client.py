@@ -21,6 +21,7 @@ import aiohttp
 from aiohttp import hdrs
 from yarl import URL
 
+from ....core.files import remaining_size
 from .documents import (
     DeviceInfo,
     TaskStatus,
@@ -43,7 +44,7 @@ from .errors import (
     IsapiResponseError,
     IsapiTimeoutError,
 )
-from .upload import FirmwarePayload, Progress, remaining_size
+from .upload import FirmwarePayload, Progress
 
 #: Bodies larger than this are not ISAPI answers; refuse them instead of buffering.
 MAX_BODY_BYTES: Final = 1024 * 1024

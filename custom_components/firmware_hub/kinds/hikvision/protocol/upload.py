@@ -15,7 +15,6 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 import contextlib
-import os
 from typing import BinaryIO, Final
 
 from aiohttp import payload
@@ -26,11 +25,6 @@ CONTENT_TYPE: Final = "application/octet-stream"
 
 #: Called with (bytes sent, bytes in all) as the upload goes out.
 Progress = Callable[[int, int], None]
-
-
-def remaining_size(file: BinaryIO) -> int:
-    """Return how many bytes are left from the file's position (blocking)."""
-    return max(0, os.fstat(file.fileno()).st_size - file.tell())
 
 
 class FirmwarePayload(payload.Payload):

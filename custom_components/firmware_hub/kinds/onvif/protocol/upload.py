@@ -10,12 +10,12 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 import contextlib
-import os
 from typing import BinaryIO, Final, Self
 
 import aiohttp
 from aiohttp import hdrs
 
+from ....core.files import remaining_size
 from .errors import OnvifConnectionError, OnvifTimeoutError, OnvifUploadError
 
 UPLOAD_TIMEOUT: Final = 30 * 60.0
@@ -23,11 +23,6 @@ UPLOAD_CHUNK_BYTES: Final = 64 * 1024
 
 #: Called with (bytes sent, bytes in all) as the upload goes out.
 Progress = Callable[[int, int], None]
-
-
-def remaining_size(file: BinaryIO) -> int:
-    """Return how many bytes are left from the file's position (blocking)."""
-    return max(0, os.fstat(file.fileno()).st_size - file.tell())
 
 
 class _FileChunks:
