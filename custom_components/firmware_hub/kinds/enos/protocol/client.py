@@ -14,7 +14,7 @@ import itertools
 import logging
 from typing import Any
 
-from .connection import DEFAULT_TIMING, EnosTiming, MqttConnection
+from .connection import MqttConnection
 from .errors import (
     EnosConnectionError,
     EnosPayloadError,
@@ -40,6 +40,7 @@ from .messages import (
     parse_upgrade_push,
 )
 from .signing import EnosCredentials
+from .timing import DEFAULT_TIMING, EnosTiming
 
 __all__ = ["DEFAULT_TIMING", "EnosClient", "EnosCredentials", "EnosTiming"]
 

@@ -14,7 +14,6 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 import asyncio
 import contextlib
-from dataclasses import dataclass
 from functools import partial
 import logging
 import ssl
@@ -25,10 +24,10 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import MQTTErrorCode
 from paho.mqtt.reasoncodes import ReasonCode
 
-from ....core.retry import Backoff
 from .errors import EnosAuthError, EnosConnectionError, EnosError, EnosTimeoutError
 from .listeners import Listeners
 from .signing import EnosCredentials, sign_login
+from .timing import DEFAULT_TIMING, EnosTiming
 from .transport import LoopDriver, new_paho_client, tls_context
 
 if TYPE_CHECKING:
@@ -39,32 +38,6 @@ _LOGGER = logging.getLogger(__name__)
 _CLOSE_GRACE: Final = 1.0
 #: CONNACK 4 and 5 (MQTT 3.1.1), as paho names them in MQTT 5 terms.
 _AUTH_REFUSED: Final = frozenset({134, 135})
-
-
-@dataclass(frozen=True, slots=True)
-class EnosTiming:
-    """Timeouts and reconnect pacing (seconds)."""
-
-    connect_timeout: float = 10.0
-    request_timeout: float = 10.0
-    keepalive: int = 60
-    reconnect_min: float = 1.0
-    reconnect_max: float = 60.0
-    #: Up to this fraction of each reconnect delay is taken off at random.
-    reconnect_jitter: float = 0.5
-    misc_interval: float = 1.0
-
-    @property
-    def reconnect_backoff(self) -> Backoff:
-        """Return the waits between reconnect attempts."""
-        return Backoff(
-            initial=self.reconnect_min,
-            maximum=self.reconnect_max,
-            jitter=self.reconnect_jitter,
-        )
-
-
-DEFAULT_TIMING: Final = EnosTiming()
 
 
 class MqttConnection(Listeners, ABC):
