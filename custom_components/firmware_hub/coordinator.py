@@ -17,8 +17,7 @@ one the device runs by itself) to its outcome.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
-from contextlib import asynccontextmanager
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, BinaryIO
@@ -51,7 +50,7 @@ from .core.bridge import BridgeBackend
 from .core.models import DeviceIdentity, FirmwareState, InstallRun, Phase
 from .errors import install_in_progress, translated_error, validation_error
 from .handoff import HandoffTracker
-from .install_queue import InstallQueue, QueuedInstallCancelledError
+from .install_queue import InstallQueue, install_slot
 from .outcomes import install_failed, install_succeeded, update_sw_version
 from .poll_spread import next_poll, poll_phase
 from .storage import InstallJournal
@@ -248,7 +247,7 @@ class FirmwareCoordinator(DataUpdateCoordinator[FirmwareState]):
         ],
     ) -> None:
         try:
-            async with self._lock, self._async_install_slot():
+            async with self._lock, install_slot(self):
                 try:
                     final = await install(self.async_set_updated_data)
                 except InstallRefusedError as err:
@@ -268,23 +267,6 @@ class FirmwareCoordinator(DataUpdateCoordinator[FirmwareState]):
                 install_succeeded(self, final.installed_version)
         finally:
             self._installing = False
-
-    @asynccontextmanager
-    async def _async_install_slot(self) -> AsyncIterator[None]:
-        """Wait for a turn in the install queue, showing `queued` meanwhile."""
-        queue = InstallQueue.get(self.hass)
-        if queue.must_wait():
-            self.async_set_updated_data(
-                self.data.evolve(phase=Phase.QUEUED, progress=None)
-            )
-        try:
-            async with queue.slot(self.config_entry.entry_id):
-                yield
-        except QueuedInstallCancelledError as err:
-            self.async_set_updated_data(self.backend.state)
-            raise HomeAssistantError(
-                translation_domain=DOMAIN, translation_key="install_cancelled"
-            ) from err
 
     def async_cancel_queued(self) -> bool:
         """Cancel this device's install if it waits in the queue; True if it did."""

@@ -18,11 +18,17 @@ from collections import deque
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from homeassistant.core import HomeAssistant
+from homeassistant.exceptions import HomeAssistantError
 from homeassistant.util.hass_dict import HassKey
 
 from .const import CONF_MAX_CONCURRENT_INSTALLS, DEFAULT_MAX_CONCURRENT_INSTALLS, DOMAIN
+from .core.models import Phase
+
+if TYPE_CHECKING:
+    from .coordinator import FirmwareCoordinator
 
 _QUEUE: HassKey[InstallQueue] = HassKey(f"{DOMAIN}_install_queue")
 
@@ -111,6 +117,28 @@ class InstallQueue:
                 continue
             self._running.add(waiter.entry_id)
             waiter.ready.set_result(None)
+
+
+@asynccontextmanager
+async def install_slot(coordinator: FirmwareCoordinator) -> AsyncIterator[None]:
+    """Wait for a device's turn in the queue, showing `queued` meanwhile.
+
+    A queued install cancelled by `cancel_queued_installs` shows the state from
+    before again and raises the translated `install_cancelled`.
+    """
+    queue = InstallQueue.get(coordinator.hass)
+    if queue.must_wait():
+        coordinator.async_set_updated_data(
+            coordinator.data.evolve(phase=Phase.QUEUED, progress=None)
+        )
+    try:
+        async with queue.slot(coordinator.config_entry.entry_id):
+            yield
+    except QueuedInstallCancelledError as err:
+        coordinator.async_set_updated_data(coordinator.backend.state)
+        raise HomeAssistantError(
+            translation_domain=DOMAIN, translation_key="install_cancelled"
+        ) from err
 
 
 def _handed_over(ready: asyncio.Future[None]) -> bool:
