@@ -20,6 +20,12 @@ from pytest_homeassistant_custom_component.common import (
 )
 
 from custom_components.firmware_hub.const import DOMAIN, EVENT_UPGRADE_FINISHED
+from custom_components.firmware_hub.kinds.hikvision.errors import (
+    DOWNLOAD_FAILURE_KEYS,
+    UPGRADE_FAILURE_KEYS,
+    download_failure,
+    upgrade_failure,
+)
 
 from .helpers import Recorder, hikvision_entry, setup_entry
 from .simulators.isapi import Failure, IsapiCameraSimulator
@@ -124,6 +130,7 @@ async def test_install_end_to_end(
         "version": "V5.7.20 build 250110",
         "success": True,
         "error": None,
+        "message": None,
     }
 
 
@@ -207,10 +214,18 @@ FLASH_KEYS = {
 
 
 def test_each_failure_its_own_message() -> None:
-    """No two failure states of the camera share a message."""
+    """No two failure states of the camera share a message, or a repair."""
     keys = [*DOWNLOAD_KEYS.values(), *FLASH_KEYS.values()]
     assert len(set(keys)) == len(keys)
     assert len({_english(key) for key in keys}) == len(keys)
+    # Every state the kind knows (and the unknown ones) has its own repair text.
+    issues = json.loads(EN_JSON.read_text(encoding="utf-8"))["issues"]
+    tables = {**DOWNLOAD_FAILURE_KEYS, **UPGRADE_FAILURE_KEYS}
+    assert {key for key, _repair in tables.values()} == set(keys)
+    repairs = [repair for _key, repair in tables.values()]
+    repairs += [download_failure("new").repair_key, upgrade_failure("new").repair_key]
+    texts = [issues[str(repair)]["description"] for repair in repairs]
+    assert len(set(texts)) == len(repairs)
 
 
 @pytest.mark.parametrize("failure", list(DOWNLOAD_KEYS))
@@ -235,6 +250,22 @@ async def test_download_failure(
     assert [e.data["success"] for e in finished] == [False]
     assert finished[0].data["error"] == key
     assert finished[0].data["entry_id"] == entry.entry_id
+    _assert_reported(hass, entry, finished[0].data, key)
+
+
+def _assert_reported(
+    hass: HomeAssistant, entry: MockConfigEntry, event: dict[str, Any], key: str
+) -> None:
+    """The event carries the state's sentence; its own repair says what to do."""
+    assert event["message"] == _english(key).removesuffix(".")
+    issue = ir.async_get(hass).async_get_issue(
+        DOMAIN, f"install_failed_{entry.entry_id}"
+    )
+    assert issue is not None
+    assert issue.translation_key == f"install_{key}"
+    assert issue.translation_placeholders["name"] == entry.title
+    issues = json.loads(EN_JSON.read_text(encoding="utf-8"))["issues"]
+    assert set(issues[f"install_{key}"]) == {"title", "description"}
 
 
 @pytest.mark.parametrize("failure", list(FLASH_KEYS))
@@ -242,7 +273,7 @@ async def test_flash_failure(
     hass: HomeAssistant, camera: IsapiCameraSimulator, failure: Failure
 ) -> None:
     """The camera's flash fails: no reboot, translated error, failure event."""
-    await _entry(hass, camera)
+    entry = await _entry(hass, camera)
     camera.failures.add(failure)
     finished = async_capture_events(hass, EVENT_UPGRADE_FINISHED)
     with pytest.raises(HomeAssistantError) as err:
@@ -253,6 +284,7 @@ async def test_flash_failure(
     assert finished[0].data["success"] is False
     assert finished[0].data["error"] == FLASH_KEYS[failure]
     assert hass.states.get(UPDATE).state == "on"
+    _assert_reported(hass, entry, finished[0].data, FLASH_KEYS[failure])
 
 
 async def test_camera_lost_mid_upgrade_and_back(

@@ -14,6 +14,7 @@ from homeassistant.helpers import device_registry as dr, issue_registry as ir
 from .const import DOMAIN, EVENT_INSTALL_REQUESTED, EVENT_UPGRADE_FINISHED
 from .core.backend import InstallError
 from .core.bridge import HandOff
+from .errors import translated_error
 
 if TYPE_CHECKING:
     from .coordinator import FirmwareCoordinator
@@ -31,8 +32,13 @@ def fire_finished(
     *,
     success: bool,
     error: str | None,
+    message: str | None = None,
 ) -> None:
-    """Fire `firmware_hub_upgrade_finished`."""
+    """Fire `firmware_hub_upgrade_finished`.
+
+    `error` is the failure's key (for automations), `message` its sentence (for
+    notifications; Home Assistant translates exceptions into English).
+    """
     coordinator.hass.bus.async_fire(
         EVENT_UPGRADE_FINISHED,
         {
@@ -42,6 +48,7 @@ def fire_finished(
             "version": version,
             "success": success,
             "error": error,
+            "message": message,
         },
     )
 
@@ -79,7 +86,8 @@ def install_failed(
     coordinator: FirmwareCoordinator, version: str | None, err: InstallError
 ) -> None:
     """Tell automations; raise a repair when the device needs the user's eyes."""
-    fire_finished(coordinator, version, success=False, error=err.key)
+    message = str(translated_error(err))
+    fire_finished(coordinator, version, success=False, error=err.key, message=message)
     hass, entry = coordinator.hass, coordinator.config_entry
     common: dict[str, Any] = {
         "is_fixable": False,
@@ -88,9 +96,15 @@ def install_failed(
         "translation_placeholders": {"name": entry.title, "error": str(err)},
     }
     issue_id = repair_id(entry.entry_id)
-    # A failed download or a refused flash leaves the old firmware running: the
-    # failure event and the error are enough. These need the user's eyes:
-    if err.key == "verification_failed":
+    # A failure the device reports in its own words needs the user (another
+    # package, its storage, its network...): a repair that says what to do.
+    if err.repair_key is not None:
+        ir.async_create_issue(
+            hass, DOMAIN, issue_id, translation_key=err.repair_key, **common
+        )
+    # A timeout, a lost connection or a cancel leave the old firmware running:
+    # the failure event and the error are enough. These need the user's eyes:
+    elif err.key == "verification_failed":
         ir.async_create_issue(
             hass,
             DOMAIN,

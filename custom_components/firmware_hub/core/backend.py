@@ -63,6 +63,9 @@ class DeviceResponseError(BackendError):
 class InstallError(BackendError):
     """An install failed; `key` says at which step (download, flash, verify...)."""
 
+    #: The repair issue (translation key) the failure raises; None: no repair.
+    repair_key: str | None = None
+
     def __init__(self, key: str, message: str, **placeholders: str) -> None:
         """Initialize with the translation key of the failed step."""
         super().__init__(message, **placeholders)
@@ -71,6 +74,21 @@ class InstallError(BackendError):
 
 class InstallRefusedError(InstallError):
     """An install refused before anything was sent to the device."""
+
+
+class DeviceFailureError(InstallError):
+    """The device ended the install in a failure state the user has to act on.
+
+    Its own repair issue says what to do (another package, the device's storage
+    or network...), not only to retry.
+    """
+
+    def __init__(
+        self, key: str, repair_key: str, message: str, **placeholders: str
+    ) -> None:
+        """Initialize with the failure's key and its repair issue's key."""
+        super().__init__(key, message, **placeholders)
+        self.repair_key = repair_key
 
 
 class InvalidRequestError(BackendError):
@@ -190,6 +208,16 @@ class FirmwareBackend(ABC):
         """
         raise InstallRefusedError(
             "not_supported", f"{self.kind} devices take no firmware file"
+        )
+
+    async def async_cancel_install(self) -> None:
+        """Cancel the running install where the device can stop it safely.
+
+        Returns once the device stopped (the install then ends as cancelled);
+        raises `InstallRefusedError` saying why not (the install goes on).
+        """
+        raise InstallRefusedError(
+            "cancel_not_supported", f"{self.kind} installs cannot be cancelled"
         )
 
     def diagnostics(self) -> Mapping[str, Any]:

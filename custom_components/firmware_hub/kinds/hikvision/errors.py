@@ -12,6 +12,7 @@ from ...core.backend import (
     BackendError,
     DeviceAuthError,
     DeviceConnectionError,
+    DeviceFailureError,
     DeviceResponseError,
     InstallError,
 )
@@ -66,40 +67,78 @@ def as_install_error(err: BackendError) -> InstallError:
     return InstallError("camera_refused_request", str(err), code=code)
 
 
-#: The camera's download states that end a download, each its own message.
+#: The camera's download states that end a download: each its own message (the
+#: error key) and its own repair issue (what to do).
 DOWNLOAD_FAILURE_KEYS: Final = {
-    "downloadFailed": "camera_download_failed",
-    "incorrectPackage": "camera_package_incorrect",
-    "hdOperationFailed": "camera_storage_failed",
+    "downloadFailed": ("camera_download_failed", "install_camera_download_failed"),
+    "incorrectPackage": (
+        "camera_package_incorrect",
+        "install_camera_package_incorrect",
+    ),
+    "hdOperationFailed": ("camera_storage_failed", "install_camera_storage_failed"),
 }
-#: The camera's upgrade states that end a flash, each its own message.
+#: The camera's upgrade states that end a flash, each its own message and repair.
 UPGRADE_FAILURE_KEYS: Final = {
-    "languageMismatch": "camera_language_mismatch",
-    "writeFlashError": "camera_flash_write_error",
-    "packageTypeMismatch": "camera_package_type_mismatch",
-    "packageVersionMismatch": "camera_package_version_mismatch",
-    "netUnreachable": "camera_network_unreachable",
-    "unknownError": "camera_upgrade_unknown_error",
-    "engineVersionMismatch": "camera_engine_version_mismatch",
+    "languageMismatch": (
+        "camera_language_mismatch",
+        "install_camera_language_mismatch",
+    ),
+    "writeFlashError": (
+        "camera_flash_write_error",
+        "install_camera_flash_write_error",
+    ),
+    "packageTypeMismatch": (
+        "camera_package_type_mismatch",
+        "install_camera_package_type_mismatch",
+    ),
+    "packageVersionMismatch": (
+        "camera_package_version_mismatch",
+        "install_camera_package_version_mismatch",
+    ),
+    "netUnreachable": (
+        "camera_network_unreachable",
+        "install_camera_network_unreachable",
+    ),
+    "unknownError": (
+        "camera_upgrade_unknown_error",
+        "install_camera_upgrade_unknown_error",
+    ),
+    "engineVersionMismatch": (
+        "camera_engine_version_mismatch",
+        "install_camera_engine_version_mismatch",
+    ),
 }
+#: A state Hikvision's guide does not list (a newer firmware's word).
+_UNKNOWN_DOWNLOAD_STATE: Final = (
+    "camera_download_state_unknown",
+    "install_camera_download_state_unknown",
+)
+_UNKNOWN_UPGRADE_STATE: Final = (
+    "camera_upgrade_state_unknown",
+    "install_camera_upgrade_state_unknown",
+)
 #: Sub status codes (and descriptions) of a firmware file for another device.
 _FILE_MISMATCH: Final = ("baddevtype", "mismatch", "badfirmware", "invalidpackage")
 
 
-def download_failure(status: str) -> InstallError:
+def download_failure(status: str) -> DeviceFailureError:
     """Return the error of a download the camera ended in `status`.
 
     The user reads a sentence (the key's translation); the camera's own word stays
     in the log text and the `code` placeholder (diagnostics, automations).
     """
-    key = DOWNLOAD_FAILURE_KEYS.get(status, "camera_download_state_unknown")
-    return InstallError(key, f"the camera's download ended in {status}", code=status)
+    key, repair = DOWNLOAD_FAILURE_KEYS.get(status, _UNKNOWN_DOWNLOAD_STATE)
+    return DeviceFailureError(
+        key, repair, f"the camera's download ended in {status}", code=status
+    )
 
 
-def upgrade_failure(status: str) -> InstallError:
+def upgrade_failure(status: str) -> DeviceFailureError:
     """Return the error of a flash the camera ended in `status`."""
-    key = UPGRADE_FAILURE_KEYS.get(status, "camera_upgrade_state_unknown")
-    return InstallError(key, f"the camera's upgrade ended in {status}", code=status)
+    key, repair = UPGRADE_FAILURE_KEYS.get(status, _UNKNOWN_UPGRADE_STATE)
+    return DeviceFailureError(
+        key, repair, f"the camera's upgrade ended in {status}", code=status
+    )
 
 
 def file_refused(
