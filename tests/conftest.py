@@ -62,6 +62,7 @@ def fast_install(monkeypatch: pytest.MonkeyPatch) -> None:
             download_timeout=5,
             flash_timeout=5,
             reboot_timeout=5,
+            cancel_timeout=0.5,
         ),
     )
 

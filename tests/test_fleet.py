@@ -184,6 +184,43 @@ async def test_cancel_queued_installs(
     ]
 
 
+async def test_cancel_install_of_a_queued_install(
+    hass: HomeAssistant, fleet: list[IsapiCameraSimulator]
+) -> None:
+    """`cancel_install` on a Firmware entity whose install waits: it leaves the queue."""
+    await _set_up(hass, fleet[:2], **{CONF_MAX_CONCURRENT_INSTALLS: 1})
+    fleet[0].download_steps = 1_000_000
+    installs = [
+        hass.async_create_task(
+            hass.services.async_call(
+                UPDATE_DOMAIN,
+                SERVICE_INSTALL,
+                {ATTR_ENTITY_ID: _update(index)},
+                blocking=True,
+            )
+        )
+        for index in range(2)
+    ]
+    async with asyncio.timeout(5):
+        while (
+            hass.states.get("sensor.camera_1_firmware_status").state != "queued"
+            or fleet[0].download_status != "downloading"
+        ):
+            await asyncio.sleep(0.01)
+    await hass.services.async_call(
+        DOMAIN, "cancel_install", {ATTR_ENTITY_ID: _update(1)}, blocking=True
+    )
+    with pytest.raises(HomeAssistantError) as err:
+        await installs[1]
+    assert err.value.translation_key == "install_cancelled"
+    assert fleet[1].count("PUT", "/ISAPI/System/onlineUpgrade/downloadPackage") == 0
+    # The running one is not touched by the other's cancel.
+    assert fleet[0].count("DELETE", "/ISAPI/System/onlineUpgrade/downloadPackage") == 0
+    fleet[0].download_steps = 1
+    await installs[0]
+    assert [camera.firmware_version for camera in fleet[:2]] == [NEW, "V5.7.18"]
+
+
 async def _rollout(hass: HomeAssistant, **data: Any) -> dict[str, Any]:
     response = await hass.services.async_call(
         DOMAIN, "install_updates", data, blocking=True, return_response=True

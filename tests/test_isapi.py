@@ -32,7 +32,11 @@ from custom_components.firmware_hub.kinds.hikvision.protocol.client import (
 )
 from custom_components.firmware_hub.kinds.hikvision.protocol.documents import (
     decode_response,
+    find,
+    options,
     parse_device_info,
+    parse_xml,
+    text,
 )
 from custom_components.firmware_hub.kinds.hikvision.protocol.errors import (
     IsapiAuthError,
@@ -709,3 +713,24 @@ async def test_version_check_now_or_cached(
     await client.get_upgrade_version(check_now=True)
     queries = [r.query for r in camera.requests if r.path.endswith("/version")]
     assert queries[-2:] == ["", "check=true"]
+
+
+def test_capability_choices_are_read() -> None:
+    """`opt` (a capability's choices) is kept; every other attribute is dropped."""
+    root, caps = parse_xml(
+        '<OnlineUpgradeCap xmlns="http://www.isapi.org/ver20/XMLSchema" version="2.0">'
+        '<firmwareNum max="1"/>'
+        '<rebootAfterUpgrade opt="auto,manual">auto</rebootAfterUpgrade>'
+        "<ManualDownloadPackage>"
+        '<supportOperation opt="start, cancel,pause">start</supportOperation>'
+        "</ManualDownloadPackage>"
+        "</OnlineUpgradeCap>"
+    )
+    assert root == "OnlineUpgradeCap"
+    assert caps["firmwareNum"] is None
+    assert text(find(caps, "rebootAfterUpgrade")) == "auto"
+    operation = find(caps, "supportOperation")
+    assert options(operation) == {"start", "cancel", "pause"}
+    assert text(operation) == "start"
+    assert options(caps["firmwareNum"]) == frozenset()
+    assert options({"@opt": 3}) == frozenset()

@@ -273,6 +273,23 @@ class FirmwareCoordinator(DataUpdateCoordinator[FirmwareState]):
         queue = InstallQueue.get(self.hass)
         return queue.cancel({self.config_entry.entry_id}) > 0
 
+    async def async_cancel_install(self) -> None:
+        """Cancel this device's install (`firmware_hub.cancel_install`).
+
+        A queued install leaves the queue; a running one stops where the device
+        can stop safely (a download), and never once it flashes.
+        """
+        if self.async_cancel_queued():
+            return
+        if not self._installing:
+            raise validation_error(
+                InstallRefusedError("nothing_to_cancel", "no install runs")
+            )
+        try:
+            await self.backend.async_cancel_install()
+        except InstallRefusedError as err:
+            raise validation_error(err) from err
+
     def async_follow(self, run: InstallRun | None, *, reload: bool) -> None:
         """Follow an install already running on the device (setup), in the background.
 

@@ -50,6 +50,7 @@ ATTR_PATH = "path"
 
 SERVICE_REPORT_INSTALL_RESULT = "report_install_result"
 SERVICE_INSTALL_FIRMWARE_FILE = "install_firmware_file"
+SERVICE_CANCEL_INSTALL = "cancel_install"
 SERVICE_GET_RELEASE_NOTES = "get_release_notes"
 
 #: One device: a `device_id` field, or `target: device_id:` (which passes a list).
@@ -200,6 +201,14 @@ def async_setup_services(hass: HomeAssistant) -> None:
         schema=None,
         func="async_get_release_notes",
         supports_response=SupportsResponse.ONLY,
+    )
+    service_helpers.async_register_platform_entity_service(
+        hass,
+        DOMAIN,
+        SERVICE_CANCEL_INSTALL,
+        entity_domain=UPDATE_DOMAIN,
+        schema=None,
+        func="async_cancel_install",
     )
     hass.services.async_register(
         DOMAIN,

@@ -154,6 +154,10 @@ class FirmwareUpdateEntity(FirmwareHubEntity, UpdateEntity):
             "release_url": data.release_url,
         }
 
+    async def async_cancel_install(self) -> None:
+        """Cancel the device's queued or running install (`firmware_hub.cancel_install`)."""
+        await self.coordinator.async_cancel_install()
+
     async def async_install(
         self, version: str | None, backup: bool, **kwargs: Any
     ) -> None:

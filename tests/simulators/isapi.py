@@ -359,6 +359,11 @@ class IsapiCameraSimulator(LoopbackDevice, FirmwareFileMixin):
         self.version_check_fails = False
         #: When True, PUT downloadPackage is answered OK but no download starts.
         self.ignore_download_request = False
+        #: What ``ManualDownloadPackage/supportOperation`` lists (``cancel``: a
+        #: download can be cancelled with ``DELETE downloadPackage``).
+        self.download_operations = "start,cancel,pause,resume"
+        #: When True, ``DELETE downloadPackage`` is answered OK and ignored.
+        self.ignore_cancel = False
         #: When set, the device that answers after the next reboot has this serial
         #: number (the camera was swapped for another one at the same address).
         self.serial_after_reboot: str | None = None
@@ -422,6 +427,10 @@ class IsapiCameraSimulator(LoopbackDevice, FirmwareFileMixin):
             ("GET", f"{_ONLINE_UPGRADE_PREFIX}server"): self._get_upgrade_server,
             ("GET", f"{_ONLINE_UPGRADE_PREFIX}version"): self._get_upgrade_version,
             ("PUT", f"{_ONLINE_UPGRADE_PREFIX}downloadPackage"): self._put_download,
+            (
+                "DELETE",
+                f"{_ONLINE_UPGRADE_PREFIX}downloadPackage",
+            ): self._delete_download,
             (
                 "GET",
                 f"{_ONLINE_UPGRADE_PREFIX}downloadPackage/status",
@@ -968,6 +977,10 @@ class IsapiCameraSimulator(LoopbackDevice, FirmwareFileMixin):
                 "</Version>\n"
             )
         inner += (
+            "<ManualDownloadPackage>\n"
+            f'<supportOperation opt="{escape(self.download_operations)}">start'
+            "</supportOperation>\n"
+            "</ManualDownloadPackage>\n"
             "<UpgradePackageTask>\n"
             "<isSupportDownloadStrategy>true</isSupportDownloadStrategy>\n"
             "</UpgradePackageTask>\n"
@@ -1028,6 +1041,24 @@ class IsapiCameraSimulator(LoopbackDevice, FirmwareFileMixin):
         self._download_polls = 0
         self._download_progress = 0
         self._event("download_started")
+        return self._json_ok()
+
+    def _delete_download(self, _request: web.Request) -> _Reply:
+        """``DELETE .../onlineUpgrade/downloadPackage?format=json``: cancel it.
+
+        The camera stops the download and drops the partial package (Hikvision's
+        ISAPI guide, "Online Upgrade Device", step 6).
+        """
+        if "cancel" not in self.download_operations.split(","):
+            return self._json_error("notSupport", self.not_support_http_status)
+        if self._download_status not in {"downloading", "pause"}:
+            return self._json_error("invalidOperation", 403)
+        if self.ignore_cancel:
+            return self._json_ok()
+        self._download_status = "notDownload"
+        self._download_progress = 0
+        self._package_version = None
+        self._event("download_cancelled")
         return self._json_ok()
 
     def _get_download_status(self, _request: web.Request) -> _Reply:

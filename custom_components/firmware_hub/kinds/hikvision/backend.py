@@ -31,6 +31,7 @@ from ...core.models import (
     Phase,
 )
 from ...core.versions import is_newer, same_version
+from .cancel import CANCEL_OPERATION, CancelSwitch
 from .channels import RecorderChannels
 from .errors import call
 from .file_install import FileInstall, file_flashing
@@ -44,6 +45,7 @@ from .protocol import (
     TaskStatus,
     UpgradeVersion,
     find,
+    options,
     text,
 )
 from .transaction import HeldPackage, Transaction
@@ -104,6 +106,8 @@ class HikvisionBackend(FirmwareBackend):
         self._package = HeldPackage()
         #: A recorder's IP channel cameras (child devices).
         self._channels = RecorderChannels(client, MANUFACTURER)
+        #: How the user stops a running package download (`cancel_install`).
+        self._cancel = CancelSwitch()
 
     async def async_probe(self) -> DeviceIdentity:
         """Read deviceInfo and the online-upgrade capability."""
@@ -119,6 +123,10 @@ class HikvisionBackend(FirmwareBackend):
         else:
             self._documents["capabilities"] = dict(caps)
             self._channels.read_capabilities(caps)
+            manual = find(caps, "ManualDownloadPackage")
+            self._cancel.supported = CANCEL_OPERATION in options(
+                find(manual, "supportOperation")
+            )
             mode = text(find(caps, "rebootAfterUpgrade"))
             self._reboot_after_upgrade = "auto" if mode == "auto" else "manual"
         self._set_state(self._state.evolve(facts=self._facts()))
@@ -276,6 +284,7 @@ class HikvisionBackend(FirmwareBackend):
             "reboot_after_upgrade": self._reboot_after_upgrade,
             "online_upgrade": self._online_upgrade,
             "auth_scheme": self._client.auth_scheme,
+            "can_cancel_download": self._cancel.supported,
             **self._documents,
             **self._channels.diagnostics(),
         }
@@ -290,6 +299,7 @@ class HikvisionBackend(FirmwareBackend):
             set_state=self._set_state,
             publish=publish,
             facts=self._facts,
+            cancel=self._cancel,
         )
 
     def _begin_for(self, publish: Publish) -> Callable[[InstallRun], Awaitable[None]]:
@@ -338,6 +348,10 @@ class HikvisionBackend(FirmwareBackend):
             return await transaction.install(target, self._device)
         finally:
             self._device = transaction.device or self._device
+
+    async def async_cancel_install(self) -> None:
+        """Stop the camera's package download (never a flash); see `cancel`."""
+        await self._cancel.request()
 
     def _install_target(self, version: str | None) -> str:
         state = self._state

@@ -22,9 +22,16 @@ import logging
 import time
 from typing import Final, Unpack
 
-from ...core.backend import DeviceConnectionError, InstallError, Publish
+from ...core.backend import (
+    BackendError,
+    DeviceConnectionError,
+    InstallError,
+    InstallRefusedError,
+    Publish,
+)
 from ...core.models import FirmwareState, KindFacts, Phase, StateChanges
 from ...core.versions import same_version
+from .cancel import CancelSwitch, InstallCancelledError, too_late
 from .errors import DOWNLOAD_FAILURE_KEYS, call, download_failure, upgrade_failure
 from .protocol import DeviceInfo, IsapiClient, TaskStatus
 
@@ -57,6 +64,8 @@ class HikvisionTiming:
     download_timeout: float = 30 * 60
     flash_timeout: float = 30 * 60
     reboot_timeout: float = 10 * 60
+    #: How long a camera asked to cancel its download may take to stop it.
+    cancel_timeout: float = 60.0
     #: Connection errors in a row tolerated while downloading (the camera is busy).
     max_download_errors: int = 5
     #: A camera that took a firmware file (statusCode 1) and stopped flashing
@@ -115,13 +124,16 @@ class InstallFlow:
         set_state: Callable[[FirmwareState], FirmwareState],
         publish: Publish,
         facts: Callable[[TaskStatus | None], KindFacts | None] | None = None,
+        cancel: CancelSwitch | None = None,
     ) -> None:
         """Initialize over the backend's client and state.
 
         `facts` returns the kind's facts for a download running now (its speed
-        and remaining time; None: no download runs).
+        and remaining time; None: no download runs); `cancel` is the backend's
+        switch through which the user stops a download (None: never).
         """
         self._client = client
+        self._cancel = cancel
         self._facts_for = facts
         self._timing = timing
         self._get_state = get_state
@@ -166,7 +178,12 @@ class InstallFlow:
         return DeviceStatus(download, upgrade)
 
     async def _poll_until[T](
-        self, read: Callable[[], Awaitable[T | None]], limit: float, timeout_key: str
+        self,
+        read: Callable[[], Awaitable[T | None]],
+        limit: float,
+        timeout_key: str,
+        *,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> T:
         """Call `read` every poll interval until it returns something."""
         deadline = time.monotonic() + limit
@@ -176,7 +193,7 @@ class InstallFlow:
                 return result
             if time.monotonic() >= deadline:
                 raise InstallError(timeout_key, f"not done within {limit:.0f} s")
-            await asyncio.sleep(self._timing.poll_interval)
+            await sleep(self._timing.poll_interval)
 
     # ---------------------------------------------------------------- download
 
@@ -194,9 +211,12 @@ class InstallFlow:
         """
         errors = 0
         start_deadline = time.monotonic() + self._timing.download_start_timeout
+        switch = self._cancel
 
         async def read() -> TaskStatus | None:
             nonlocal errors, started
+            if switch is not None and switch.wanted:
+                return await self._stop_download(switch)
             try:
                 status = await call(self._client.get_download_status())
             except DeviceConnectionError:
@@ -228,7 +248,56 @@ class InstallFlow:
                 )
             return None
 
-        await self._poll_until(read, self._timing.download_timeout, "download_timeout")
+        if switch is None:
+            await self._poll_until(
+                read, self._timing.download_timeout, "download_timeout"
+            )
+            return
+        switch.arm()
+        finished = False
+        try:
+            await self._poll_until(
+                read,
+                self._timing.download_timeout,
+                "download_timeout",
+                sleep=switch.wait,
+            )
+            finished = True
+        finally:
+            switch.disarm(finished=finished)
+
+    async def _stop_download(self, switch: CancelSwitch) -> TaskStatus | None:
+        """Cancel the download the user wants stopped; raise once it stopped.
+
+        Returns None (the download goes on, the requester is told why) when the
+        camera does not cancel, or the `finish`ed status when it completed first.
+        """
+
+        async def stopped() -> TaskStatus | None:
+            status = await call(self._client.get_download_status())
+            return None if status.status in DOWNLOAD_RUNNING else status
+
+        try:
+            await call(self._client.cancel_package_download())
+            status = await self._poll_until(
+                stopped, self._timing.cancel_timeout, "cancel_failed"
+            )
+        except BackendError as err:
+            _LOGGER.warning("The camera did not cancel its download: %s", err)
+            switch.answer(
+                InstallRefusedError(
+                    "cancel_failed", f"the camera did not cancel the download: {err}"
+                )
+            )
+            return None
+        if status.status == DOWNLOAD_FINISHED:
+            # Complete before the cancel arrived: the install goes on to flash it.
+            switch.answer(too_late())
+            self.publish(progress=DOWNLOAD_SPAN[1], facts=self._facts(None))
+            return status
+        self.stage(facts=self._facts(None))
+        switch.answer(None)
+        raise InstallCancelledError
 
     # ---------------------------------------------------------------- flash
 

@@ -13,6 +13,7 @@ from ...core.backend import (
     JournalWrite,
 )
 from ...core.models import FirmwareState, InstallRun, Phase
+from .cancel import InstallCancelledError
 from .errors import as_install_error
 from .install import InstallFlow
 from .protocol import DeviceInfo, IsapiClient
@@ -60,9 +61,15 @@ class CameraRun:
     async def _fail(self, err: BackendError) -> NoReturn:
         """Publish the failed state (the install is over), then raise why."""
         error = as_install_error(err)
-        self._flow.publish(
-            phase=Phase.FAILED, progress=None, error=str(error), install=None
-        )
+        if isinstance(error, InstallCancelledError):
+            # The user's choice: the camera runs its firmware, nothing failed.
+            self._flow.publish(
+                phase=Phase.IDLE, progress=None, error=None, install=None
+            )
+        else:
+            self._flow.publish(
+                phase=Phase.FAILED, progress=None, error=str(error), install=None
+            )
         await self._journal(None)
         raise error from err
 

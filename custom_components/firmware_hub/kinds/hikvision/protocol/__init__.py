@@ -12,6 +12,7 @@ from .documents import (
     UpgradeProgress,
     UpgradeVersion,
     find,
+    options,
     text,
 )
 from .errors import (
@@ -44,5 +45,6 @@ __all__ = [
     "UpgradeVersion",
     "UploadResult",
     "find",
+    "options",
     "text",
 ]

@@ -260,6 +260,14 @@ class IsapiClient:
         """Tell the device to download the offered package."""
         await self._put_json(PATH_DOWNLOAD_PACKAGE)
 
+    async def cancel_package_download(self) -> None:
+        """Stop the package download and drop what was downloaded.
+
+        `DELETE downloadPackage`, where `ManualDownloadPackage/supportOperation`
+        lists `cancel` (Hikvision's ISAPI guide, "Online Upgrade Device", step 6).
+        """
+        await self.request(hdrs.METH_DELETE, PATH_DOWNLOAD_PACKAGE, params=_JSON)
+
     async def get_download_status(self) -> TaskStatus:
         """Read the package download status."""
         return parse_download_status(

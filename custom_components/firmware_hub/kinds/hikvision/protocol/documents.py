@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 import json
 import math
-from typing import Any, cast
+from typing import Any, Final, cast
 from xml.parsers.expat import ExpatError
 
 import xmltodict
@@ -24,23 +24,36 @@ from .errors import (
     IsapiResponseError,
 )
 
+#: The one attribute kept: a capability's choices (`opt="start,cancel,..."`).
+OPTIONS_ATTRIBUTE: Final = "@opt"
+#: The text of an element that has `opt`.
+TEXT_KEY: Final = "#text"
 
-def _strip_namespace(_path: Any, key: str, value: Any) -> tuple[str, Any]:
-    """Drop any `prefix:` so documents parse the same under every namespace."""
-    return key.rpartition(":")[2], value
+
+def _strip_namespace(_path: Any, key: str, value: Any) -> tuple[str, Any] | None:
+    """Drop any `prefix:` and every attribute but `opt` (a capability's choices).
+
+    Documents then parse the same under every namespace, and an element without
+    `opt` is its text as before.
+    """
+    name = key.rpartition(":")[2]
+    if name.startswith("@") and name != OPTIONS_ATTRIBUTE:
+        return None
+    return name, value
 
 
 def parse_xml(body: bytes | str) -> tuple[str, Any]:
     """Parse an ISAPI XML document into (root element name, content).
 
-    Attributes (namespaces, `version`, `max`, ...) are dropped; an element's content
-    is its text, a dict of its children, or None when empty.
+    Attributes (namespaces, `version`, `max`, ...) are dropped but `opt`; an
+    element's content is its text, a dict of its children (`@opt` and `#text` for
+    an element with choices), or None when empty.
     """
     try:
         doc = xmltodict.parse(
             body,
             disable_entities=True,
-            xml_attribs=False,
+            xml_attribs=True,
             process_namespaces=False,
             postprocessor=_strip_namespace,
         )
@@ -65,11 +78,23 @@ def parse_json(body: bytes | str) -> dict[str, Any]:
 
 def text(value: Any) -> str | None:
     """Return an element's text (stripped), or None when absent or not text."""
+    if isinstance(value, Mapping) and OPTIONS_ATTRIBUTE in value:
+        value = value.get(TEXT_KEY)
     if isinstance(value, str):
         return value.strip()
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         return str(value)
     return None
+
+
+def options(value: Any) -> frozenset[str]:
+    """Return the choices an element's `opt` attribute lists (empty: none)."""
+    if not isinstance(value, Mapping):
+        return frozenset()
+    raw = value.get(OPTIONS_ATTRIBUTE)
+    if not isinstance(raw, str):
+        return frozenset()
+    return frozenset(part.strip() for part in raw.split(",") if part.strip())
 
 
 def find(content: Any, *names: str) -> Any:
