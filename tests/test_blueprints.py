@@ -8,6 +8,7 @@ import shutil
 from homeassistant.components.automation.config import AUTOMATION_BLUEPRINT_SCHEMA
 from homeassistant.components.blueprint.models import Blueprint
 from homeassistant.core import HomeAssistant
+from homeassistant.exceptions import HomeAssistantError
 from homeassistant.helpers import device_registry as dr
 from homeassistant.setup import async_setup_component
 from homeassistant.util.yaml import load_yaml_dict
@@ -20,7 +21,7 @@ from pytest_homeassistant_custom_component.common import (
 from custom_components.firmware_hub.const import DOMAIN, EVENT_ROLLOUT_FINISHED
 
 from .helpers import hikvision_entry, setup_entry, wait_until
-from .simulators.isapi import IsapiCameraSimulator
+from .simulators.isapi import Failure, IsapiCameraSimulator
 
 BLUEPRINTS = Path(__file__).parent.parent / "blueprints" / "automation" / DOMAIN
 
@@ -107,3 +108,50 @@ async def test_nightly_window_runs_a_rollout(
         {"entity_id": "automation.nightly_firmware"},
         blocking=True,
     )
+
+
+async def test_failed_install_notification_says_what_happened(
+    hass: HomeAssistant, camera: IsapiCameraSimulator, tmp_path: Path
+) -> None:
+    """The notify blueprint's failure message is the error's sentence."""
+    hass.config.config_dir = str(tmp_path)
+    target = tmp_path / "blueprints" / "automation" / DOMAIN
+    target.mkdir(parents=True)
+    shutil.copy(BLUEPRINTS / "notify_firmware.yaml", target)
+    await setup_entry(hass, hikvision_entry(camera))
+    notified = async_mock_service(hass, "test", "notify")
+    assert await async_setup_component(
+        hass,
+        "automation",
+        {
+            "automation": {
+                "id": "notify",
+                "alias": "Firmware news",
+                "use_blueprint": {
+                    "path": f"{DOMAIN}/notify_firmware.yaml",
+                    "input": {
+                        "updates": ["update.camera_1_firmware"],
+                        "notify": [
+                            {
+                                "action": "test.notify",
+                                "data": {"message": "{{ message }}"},
+                            }
+                        ],
+                    },
+                },
+            }
+        },
+    )
+    camera.failures.add(Failure.WRITE_FLASH_ERROR)
+    with pytest.raises(HomeAssistantError):
+        await hass.services.async_call(
+            "update",
+            "install",
+            {"entity_id": "update.camera_1_firmware"},
+            blocking=True,
+        )
+    await wait_until(hass, lambda: bool(notified))
+    message = notified[0].data["message"]
+    assert "on CAMERA 1 failed: The camera could not write" in message
+    assert "could not write the firmware to its flash memory" in message
+    assert "camera_flash_write_error" not in message
