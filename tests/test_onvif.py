@@ -989,6 +989,7 @@ async def test_install_firmware_file(
             "version": "8.71.0080",
             "success": True,
             "error": None,
+            "message": None,
         }
     ]
 
