@@ -200,10 +200,21 @@ async def test_switch_answers_a_request_when_the_install_ends() -> None:
     """A request pending when the download ends is answered, never left hanging."""
     switch = CancelSwitch()
     switch.supported = True
+    with pytest.raises(InstallRefusedError) as idle:
+        await switch.request()  # no download runs (a file upload, a reboot...)
+    assert idle.value.key == "cancel_not_possible"
+    switch.answer()  # nothing pending: nothing to answer
     switch.arm()
     pending = asyncio.ensure_future(switch.request())
+    again = asyncio.ensure_future(switch.request())  # asked twice: one answer
     await asyncio.sleep(0)
     assert switch.wanted
+    switch.answer()
+    await asyncio.gather(pending, again)
+    assert not switch.wanted
+
+    pending = asyncio.ensure_future(switch.request())
+    await asyncio.sleep(0)
     switch.disarm(finished=False)  # the install failed or was unloaded
     with pytest.raises(InstallRefusedError) as err:
         await pending

@@ -130,10 +130,11 @@ class InstallFlow:
 
         `facts` returns the kind's facts for a download running now (its speed
         and remaining time; None: no download runs); `cancel` is the backend's
-        switch through which the user stops a download (None: never).
+        switch through which the user stops a download (None: a switch of its
+        own, which no one can reach).
         """
         self._client = client
-        self._cancel = cancel
+        self._cancel = cancel or CancelSwitch()
         self._facts_for = facts
         self._timing = timing
         self._get_state = get_state
@@ -215,7 +216,7 @@ class InstallFlow:
 
         async def read() -> TaskStatus | None:
             nonlocal errors, started
-            if switch is not None and switch.wanted:
+            if switch.wanted:
                 return await self._stop_download(switch)
             try:
                 status = await call(self._client.get_download_status())
@@ -248,11 +249,6 @@ class InstallFlow:
                 )
             return None
 
-        if switch is None:
-            await self._poll_until(
-                read, self._timing.download_timeout, "download_timeout"
-            )
-            return
         switch.arm()
         finished = False
         try:
