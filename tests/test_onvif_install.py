@@ -19,7 +19,9 @@ from typing import Any
 
 import aiohttp
 from aiohttp import web
+from homeassistant.const import ATTR_ENTITY_ID
 from homeassistant.core import HomeAssistant
+from homeassistant.exceptions import ServiceValidationError
 import pytest
 from pytest_homeassistant_custom_component.common import (
     MockConfigEntry,
@@ -478,6 +480,12 @@ async def test_setup_follows_a_journaled_install(
     await hass.config_entries.async_setup(entry.entry_id)
     update = "update.bosch_flexidome_indoor_5100i_ir_firmware"
     assert hass.states.get(update).attributes["in_progress"] is True
+    # An ONVIF install cannot be stopped: a clear refusal, the install goes on.
+    with pytest.raises(ServiceValidationError) as refused:
+        await hass.services.async_call(
+            DOMAIN, "cancel_install", {ATTR_ENTITY_ID: update}, blocking=True
+        )
+    assert refused.value.translation_key == "cancel_not_supported"
     await wait_until(hass, lambda: bool(finished))
     assert [(e.data["success"], e.data["version"]) for e in finished] == [(True, AFTER)]
     await hass.async_block_till_done()
