@@ -31,8 +31,8 @@ def _device_id(
     """Return the device registry id of the entry's device, or of its child."""
     if child is None:
         return coordinator.device_id
-    device = dr.async_get(coordinator.hass).async_get_device(
-        identifiers={(DOMAIN, child.identity.unique_id)}
+    device = dr.async_get(coordinator.hass).async_get_device_by_identifier(
+        (DOMAIN, child.identity.unique_id), coordinator.config_entry.entry_id
     )
     return device.id if device else None
 

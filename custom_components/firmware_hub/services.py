@@ -209,10 +209,7 @@ async def _install_firmware_file(call: ServiceCall) -> None:
             raise ServiceValidationError(
                 translation_domain=DOMAIN,
                 translation_key="child_install_not_supported",
-                translation_placeholders={
-                    "name": child.identity.name,
-                    "parent": coordinator.config_entry.title,
-                },
+                translation_placeholders={"name": child.identity.name},
             )
         local_base_url(hass)  # the parent must be able to fetch the file
     # Relative paths are relative to the configuration directory.
