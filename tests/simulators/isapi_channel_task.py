@@ -14,7 +14,7 @@ does not answer 200 in ``netUnreachable``; ``task_failure`` ends the task in tha
 status at half way; ``task_refused`` answers the POST with statusCode 4
 notSupport (as does a recorder without ``isSupportUpgradeChannels``);
 ``channel_keeps_version`` leaves the camera on its old firmware after
-``successful``. Nothing here imports Home Assistant.
+``successful``, ``channel_stays_offline`` lists it offline from then on. Nothing here imports Home Assistant.
 """
 
 from __future__ import annotations
@@ -93,6 +93,8 @@ class ChannelTaskMixin:
         self.channel_next_version = "V5.7.22 build 250301"
         #: Keep the channel's old firmware after a successful task.
         self.channel_keeps_version = False
+        #: The camera does not come back after a successful task (listed offline).
+        self.channel_stays_offline = False
         #: The package arrives damaged (its MD5 differs from the task's).
         self.corrupt_package = False
         #: Every task body the recorder accepted or refused, as sent.
@@ -192,6 +194,10 @@ class ChannelTaskMixin:
     def _flash_channel(self, task: ChannelTask) -> None:
         """The channel's camera runs the package now (unless told to keep its own)."""
         self._event("channel_flashed")
+        channel = self.channels[task.channel_id]
+        if self.channel_stays_offline:
+            self.channels[task.channel_id] = replace(channel, online=False)
+            return
         if self.channel_keeps_version:
             return
         match = _VERSION_IN_NAME.search(task.name)
@@ -200,5 +206,4 @@ class ChannelTaskMixin:
             if match
             else self.channel_next_version
         )
-        channel = self.channels[task.channel_id]
         self.channels[task.channel_id] = replace(channel, firmware_version=version)
