@@ -14,6 +14,7 @@ from homeassistant.components.update import (
     ATTR_LATEST_VERSION,
     DOMAIN as UPDATE_DOMAIN,
     SERVICE_INSTALL,
+    UpdateEntityFeature,
 )
 from homeassistant.const import ATTR_ENTITY_ID, STATE_OFF, STATE_UNAVAILABLE
 from homeassistant.core import HomeAssistant
@@ -132,15 +133,18 @@ async def test_channel_cameras_are_child_devices(
 async def test_channel_install_not_offered(
     hass: HomeAssistant, nvr: IsapiNvrSimulator
 ) -> None:
-    """The recorder upgrades channels, but no channel offer is known: version only.
+    """The recorder upgrades channels, but no channel offer is known: no INSTALL.
 
-    Its capabilities say isSupportUpgradeChannels; the child's update entity has
-    no INSTALL feature, an install is refused, and nothing reaches the recorder.
+    Its capabilities say isSupportUpgradeChannels; the child's update entity shows
+    a file install's progress (PROGRESS) but has no INSTALL feature: an install
+    is refused, and nothing reaches the recorder.
     """
     entry = _entry(nvr)
     await setup_entry(hass, entry)
     update = f"update.{CAMERAS['1'][0]}_firmware"
-    assert hass.states.get(update).attributes["supported_features"] == 0
+    assert hass.states.get(update).attributes["supported_features"] == (
+        UpdateEntityFeature.PROGRESS
+    )
     nvr.reset_stats()
 
     with pytest.raises(HomeAssistantError):

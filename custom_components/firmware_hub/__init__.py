@@ -23,6 +23,7 @@ from .core.backend import (
 )
 from .core.bridge import BridgeBackend
 from .core.models import DeviceIdentity, FirmwareState, Phase
+from .file_share import async_file_sharer, async_setup_file_share
 from .kind_spec import BackendContext
 from .outcomes import repair_id
 from .registry import KINDS
@@ -42,6 +43,7 @@ CONFIG_SCHEMA = cv.config_entry_only_config_schema(DOMAIN)
 async def async_setup(hass: HomeAssistant, config: ConfigType) -> bool:
     """Register the actions (devices are configured through the UI only)."""
     async_setup_services(hass)
+    async_setup_file_share(hass)
     return True
 
 
@@ -53,7 +55,13 @@ async def async_setup_entry(hass: HomeAssistant, entry: FirmwareHubConfigEntry) 
     """
     spec = KINDS[Kind(entry.data[CONF_KIND])]
     backend = await spec.create_backend(
-        BackendContext(hass, entry.data, entry.options, entry.entry_id)
+        BackendContext(
+            hass,
+            entry.data,
+            entry.options,
+            entry.entry_id,
+            share_file=async_file_sharer(hass),
+        )
     )
     journal = await InstallJournal.async_get(hass)
     run = journal.run(entry.entry_id)
@@ -148,5 +156,9 @@ async def async_remove_entry(
     hass: HomeAssistant, entry: FirmwareHubConfigEntry
 ) -> None:
     """Forget the entry's repair issues, journal, stored state and packages."""
-    ir.async_delete_issue(hass, DOMAIN, repair_id(entry.entry_id))
+    issues = ir.async_get(hass).issues
+    prefix = repair_id(entry.entry_id)
+    for domain, issue_id in list(issues):
+        if domain == DOMAIN and issue_id.startswith(prefix):
+            ir.async_delete_issue(hass, DOMAIN, issue_id)
     await async_remove_entry_data(hass, entry.entry_id)

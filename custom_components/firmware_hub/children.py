@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 
 from homeassistant.components.sensor import SensorEntity
-from homeassistant.components.update import UpdateEntity
+from homeassistant.components.update import UpdateEntity, UpdateEntityFeature
 from homeassistant.core import HomeAssistant, callback
 from homeassistant.helpers import device_registry as dr
 from homeassistant.helpers.device_registry import DeviceInfo
@@ -89,11 +89,44 @@ class ChildFirmwareSensor(ChildEntity, SensorEntity):
 
 
 class ChildUpdateEntity(ChildEntity, UpdateEntity):
-    """A child's firmware, version only.
+    """A child's firmware: its version, and the progress of a file install.
 
-    No INSTALL feature: no kind installs a child's firmware yet (`can_install`
-    is False everywhere; the Hikvision kind's `channels.py` says why).
+    No INSTALL feature: no offer is known for a child (the Hikvision kind's
+    `channels.py` says why). A child that takes a firmware file through its
+    parent (`can_install`, the `install_firmware_file` action) shows that
+    install's progress here.
     """
+
+    def __init__(
+        self,
+        coordinator: FirmwareCoordinator,
+        child: ChildDevice,
+        description: EntityDescription,
+    ) -> None:
+        """Initialize; PROGRESS where the child takes a file through its parent."""
+        super().__init__(coordinator, child, description)
+        if child.can_install:
+            self._attr_supported_features = UpdateEntityFeature.PROGRESS
+
+    @property
+    def in_progress(self) -> bool:
+        """Return True while a firmware file is installed on the child."""
+        child = self.child
+        return child is not None and child.in_progress
+
+    @property
+    def update_percentage(self) -> int | None:
+        """Return the child's install progress."""
+        child = self.child
+        return child.progress if child is not None and child.in_progress else None
+
+    @property
+    def release_summary(self) -> str | None:
+        """Name the firmware file being installed on the child."""
+        install = self.coordinator.data.install
+        if install and install.child == self._key and install.file_name:
+            return f"Installing the firmware file {install.file_name}."
+        return None
 
     @property
     def installed_version(self) -> str | None:

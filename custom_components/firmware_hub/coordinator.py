@@ -47,7 +47,7 @@ from .core.backend import (
     InvalidRequestError,
 )
 from .core.bridge import BridgeBackend
-from .core.models import DeviceIdentity, FirmwareState, InstallRun, Phase
+from .core.models import ChildDevice, DeviceIdentity, FirmwareState, InstallRun, Phase
 from .errors import install_in_progress, translated_error, validation_error
 from .handoff import HandoffTracker
 from .install_queue import InstallQueue, install_slot
@@ -56,6 +56,10 @@ from .poll_spread import next_poll, poll_phase
 from .storage import InstallJournal
 
 type FirmwareHubConfigEntry = ConfigEntry[FirmwareHubData]
+#: Runs an install, publishing every state: the backend's call.
+type _Install = Callable[
+    [Callable[[FirmwareState], None]], Coroutine[Any, Any, FirmwareState]
+]
 
 
 @dataclass(slots=True)
@@ -205,26 +209,39 @@ class FirmwareCoordinator(DataUpdateCoordinator[FirmwareState]):
             target, lambda publish: self.backend.async_install(version, publish)
         )
 
-    async def async_install_file(self, file: BinaryIO, name: str) -> None:
+    async def async_install_file(
+        self, file: BinaryIO, name: str, *, child: str | None = None
+    ) -> None:
         """Install a firmware file already opened (`install_firmware_file`).
 
         The sibling of `async_install` for devices that take an uploaded file: the
-        same lock, progress, events and repair issues. Returns once the device runs
-        the new firmware (verified) or raises why not. The file's version is
-        unknown: a failure event carries none.
+        same lock, progress, events and repairs. Returns once the device runs the
+        new firmware (verified) or raises why not; a failure event carries no
+        version. With `child` (a `ChildDevice.key`), the file goes to that child
+        through this device; events and repairs are the child's.
         """
+        backend = self.backend
         await self._async_run_install(
-            None, lambda publish: self.backend.async_install_file(file, name, publish)
+            None,
+            lambda publish: (
+                backend.async_install_child_file(child, file, name, publish)
+                if child
+                else backend.async_install_file(file, name, publish)
+            ),
+            child,
         )
+
+    def child(self, key: str | None) -> ChildDevice | None:
+        """Return a child device by key, as last published (None: none)."""
+        return next((c for c in self.data.children if c.key == key), None)
 
     async def _async_run_install(
         self,
         target: str | None,
-        install: Callable[
-            [Callable[[FirmwareState], None]], Coroutine[Any, Any, FirmwareState]
-        ],
+        install: _Install,
+        child: str | None = None,
     ) -> None:
-        """Run an install as the entry's task and wait for it.
+        """Run an install (on `child`, if given) as the entry's task and wait for it.
 
         The task belongs to the entry, not to the caller: an action call that goes
         away does not cut the install short; unloading the entry (reload, Home
@@ -234,7 +251,7 @@ class FirmwareCoordinator(DataUpdateCoordinator[FirmwareState]):
         self._installing = True
         task = self.config_entry.async_create_background_task(
             self.hass,
-            self._async_install_task(target, install),
+            self._async_install_task(target, install, child),
             f"{DOMAIN} {self.config_entry.title} install",
         )
         await asyncio.shield(task)
@@ -242,9 +259,8 @@ class FirmwareCoordinator(DataUpdateCoordinator[FirmwareState]):
     async def _async_install_task(
         self,
         target: str | None,
-        install: Callable[
-            [Callable[[FirmwareState], None]], Coroutine[Any, Any, FirmwareState]
-        ],
+        install: _Install,
+        child: str | None,
     ) -> None:
         try:
             async with self._lock, install_slot(self):
@@ -258,13 +274,13 @@ class FirmwareCoordinator(DataUpdateCoordinator[FirmwareState]):
                 except InstallError as err:
                     await self._async_write_journal(None)
                     self.async_set_updated_data(self.backend.state)
-                    install_failed(self, target, err)
+                    install_failed(self, target, err, self.child(child))
                     raise translated_error(err) from err
                 await self._async_write_journal(None)
                 self.async_set_updated_data(final)
                 if self.handoffs is not None and self.handoffs.handed_off():
                     return
-                install_succeeded(self, final.installed_version)
+                self._succeeded(final, child)
         finally:
             self._installing = False
 
@@ -300,7 +316,7 @@ class FirmwareCoordinator(DataUpdateCoordinator[FirmwareState]):
         # With a marker, the install is known to run; without, only once the
         # device shows one (a quick look must not refuse the user's requests).
         self._installing = run is not None
-        if run is not None:
+        if run is not None and run.child is None:
             self.async_set_updated_data(
                 self.data.evolve(install=run, phase=Phase.INSTALLING, progress=None)
             )
@@ -311,6 +327,7 @@ class FirmwareCoordinator(DataUpdateCoordinator[FirmwareState]):
         )
 
     async def _async_follow(self, run: InstallRun | None, *, reload: bool) -> None:
+        child = run.child if run else None
         try:
             async with self._lock:
                 try:
@@ -318,7 +335,8 @@ class FirmwareCoordinator(DataUpdateCoordinator[FirmwareState]):
                 except InstallError as err:
                     await self._async_write_journal(None)
                     self.async_set_updated_data(self.backend.state)
-                    install_failed(self, run.target_version if run else None, err)
+                    target = run.target_version if run else None
+                    install_failed(self, target, err, self.child(child))
                 except BackendError as err:
                     # The device could not be read: polls show it unavailable; a
                     # journaled install is followed again at the next setup.
@@ -331,7 +349,7 @@ class FirmwareCoordinator(DataUpdateCoordinator[FirmwareState]):
                     await self._async_write_journal(None)
                     if final is not None:
                         self.async_set_updated_data(final)
-                        install_succeeded(self, final.installed_version)
+                        self._succeeded(final, child)
                     elif run is not None:
                         self.async_set_updated_data(
                             self.backend.state.evolve(install=None, phase=Phase.IDLE)
@@ -340,6 +358,11 @@ class FirmwareCoordinator(DataUpdateCoordinator[FirmwareState]):
             self._installing = False
         if reload:
             self.hass.config_entries.async_schedule_reload(self.config_entry.entry_id)
+
+    def _succeeded(self, final: FirmwareState, key: str | None) -> None:
+        """Report a verified install (on child `key`: the child's new firmware)."""
+        child = self.child(key)
+        install_succeeded(self, (child or final).installed_version, child)
 
     def _publish_follow(self, state: FirmwareState) -> None:
         """Publish a followed install's state; from the first, requests are refused."""

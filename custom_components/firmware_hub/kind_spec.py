@@ -17,7 +17,7 @@ from homeassistant.core import HomeAssistant, ServiceCall, ServiceResponse
 import probatio as vol
 
 from .const import Kind
-from .core.backend import FirmwareBackend
+from .core.backend import FirmwareBackend, ShareFile
 from .core.models import FirmwareState
 
 if TYPE_CHECKING:
@@ -45,6 +45,8 @@ class BackendContext:
     options: Mapping[str, Any]
     #: None: a config flow validating input (a bridge then only checks the cloud).
     entry_id: str | None
+    #: Serves a firmware file to a device that fetches it (None: a config flow).
+    share_file: ShareFile | None = None
 
 
 @dataclass(frozen=True, kw_only=True)

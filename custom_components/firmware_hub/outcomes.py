@@ -14,15 +14,28 @@ from homeassistant.helpers import device_registry as dr, issue_registry as ir
 from .const import DOMAIN, EVENT_INSTALL_REQUESTED, EVENT_UPGRADE_FINISHED
 from .core.backend import InstallError
 from .core.bridge import HandOff
+from .core.models import ChildDevice
 from .errors import translated_error
 
 if TYPE_CHECKING:
     from .coordinator import FirmwareCoordinator
 
 
-def repair_id(entry_id: str) -> str:
-    """Return the id of an entry's install repair issue."""
-    return f"install_failed_{entry_id}"
+def repair_id(entry_id: str, child: ChildDevice | None = None) -> str:
+    """Return the id of an entry's (or one of its children's) install repair issue."""
+    return f"install_failed_{entry_id}" + (f"_{child.key}" if child else "")
+
+
+def _device_id(
+    coordinator: FirmwareCoordinator, child: ChildDevice | None
+) -> str | None:
+    """Return the device registry id of the entry's device, or of its child."""
+    if child is None:
+        return coordinator.device_id
+    device = dr.async_get(coordinator.hass).async_get_device_by_identifier(
+        (DOMAIN, child.identity.unique_id), coordinator.config_entry.entry_id
+    )
+    return device.id if device else None
 
 
 @callback
@@ -33,8 +46,9 @@ def fire_finished(
     success: bool,
     error: str | None,
     message: str | None = None,
+    child: ChildDevice | None = None,
 ) -> None:
-    """Fire `firmware_hub_upgrade_finished`.
+    """Fire `firmware_hub_upgrade_finished` (for `child`: its device id).
 
     `error` is the failure's key (for automations), `message` its sentence (for
     notifications; Home Assistant translates exceptions into English).
@@ -42,7 +56,7 @@ def fire_finished(
     coordinator.hass.bus.async_fire(
         EVENT_UPGRADE_FINISHED,
         {
-            "device_id": coordinator.device_id,
+            "device_id": _device_id(coordinator, child),
             "entry_id": coordinator.config_entry.entry_id,
             "kind": coordinator.kind.value,
             "version": version,
@@ -72,30 +86,47 @@ def fire_install_requested(coordinator: FirmwareCoordinator, handoff: HandOff) -
 
 
 @callback
-def install_succeeded(coordinator: FirmwareCoordinator, version: str | None) -> None:
+def install_succeeded(
+    coordinator: FirmwareCoordinator,
+    version: str | None,
+    child: ChildDevice | None = None,
+) -> None:
     """Clear the repair, show the new version on the device, tell automations."""
     ir.async_delete_issue(
-        coordinator.hass, DOMAIN, repair_id(coordinator.config_entry.entry_id)
+        coordinator.hass, DOMAIN, repair_id(coordinator.config_entry.entry_id, child)
     )
-    update_sw_version(coordinator.hass, coordinator.device_id, version)
-    fire_finished(coordinator, version, success=True, error=None)
+    update_sw_version(coordinator.hass, _device_id(coordinator, child), version)
+    fire_finished(coordinator, version, success=True, error=None, child=child)
 
 
 @callback
 def install_failed(
-    coordinator: FirmwareCoordinator, version: str | None, err: InstallError
+    coordinator: FirmwareCoordinator,
+    version: str | None,
+    err: InstallError,
+    child: ChildDevice | None = None,
 ) -> None:
     """Tell automations; raise a repair when the device needs the user's eyes."""
     message = str(translated_error(err))
-    fire_finished(coordinator, version, success=False, error=err.key, message=message)
+    fire_finished(
+        coordinator,
+        version,
+        success=False,
+        error=err.key,
+        message=message,
+        child=child,
+    )
     hass, entry = coordinator.hass, coordinator.config_entry
     common: dict[str, Any] = {
         "is_fixable": False,
         "is_persistent": True,
         "severity": ir.IssueSeverity.ERROR,
-        "translation_placeholders": {"name": entry.title, "error": str(err)},
+        "translation_placeholders": {
+            "name": child.identity.name if child else entry.title,
+            "error": str(err),
+        },
     }
-    issue_id = repair_id(entry.entry_id)
+    issue_id = repair_id(entry.entry_id, child)
     # A failure the device reports in its own words needs the user (another
     # package, its storage, its network...): a repair that says what to do.
     if err.repair_key is not None:

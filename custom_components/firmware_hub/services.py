@@ -14,6 +14,7 @@ import stat
 from typing import Any, BinaryIO
 
 from homeassistant.components.update import DOMAIN as UPDATE_DOMAIN
+from homeassistant.const import ATTR_ENTITY_ID
 from homeassistant.core import (
     HomeAssistant,
     ServiceCall,
@@ -25,12 +26,15 @@ from homeassistant.exceptions import ServiceValidationError
 from homeassistant.helpers import (
     config_validation as cv,
     device_registry as dr,
+    entity_registry as er,
     service as service_helpers,
 )
 import probatio as vol
 
 from .const import DOMAIN
 from .coordinator import FirmwareCoordinator, FirmwareHubConfigEntry
+from .core.models import ChildDevice
+from .file_share import local_base_url
 from .kind_spec import KindAction
 from .registry import KINDS
 from .rollout import (
@@ -56,11 +60,18 @@ SERVICE_GET_RELEASE_NOTES = "get_release_notes"
 #: One device: a `device_id` field, or `target: device_id:` (which passes a list).
 _ONE_DEVICE = vol.All(cv.ensure_list, vol.Length(min=1, max=1), [cv.string])
 
-INSTALL_FIRMWARE_FILE_SCHEMA = vol.Schema(
-    {
-        vol.Required(ATTR_DEVICE_ID): _ONE_DEVICE,
-        vol.Required(ATTR_PATH): cv.string,
-    }
+INSTALL_FIRMWARE_FILE_SCHEMA = vol.All(
+    vol.Schema(
+        {
+            # A device, or one of its entities (a child's update entity...).
+            vol.Exclusive(ATTR_DEVICE_ID, "target"): _ONE_DEVICE,
+            vol.Exclusive(ATTR_ENTITY_ID, "target"): vol.All(
+                cv.ensure_list, vol.Length(min=1, max=1), [cv.entity_id]
+            ),
+            vol.Required(ATTR_PATH): cv.string,
+        }
+    ),
+    cv.has_at_least_one_key(ATTR_DEVICE_ID, ATTR_ENTITY_ID),
 )
 
 REPORT_INSTALL_RESULT_SCHEMA = vol.Schema(
@@ -73,34 +84,65 @@ REPORT_INSTALL_RESULT_SCHEMA = vol.Schema(
 )
 
 
-def _coordinator(
-    call: ServiceCall, takes: Callable[[FirmwareCoordinator], bool]
-) -> FirmwareCoordinator:
-    """Return the coordinator of the targeted device, if its device takes the action."""
-    device_id: str = call.data[ATTR_DEVICE_ID][0]
+def _target(call: ServiceCall) -> tuple[FirmwareCoordinator, dr.BaseDeviceEntry]:
+    """Return the targeted device (or the device of the targeted entity), loaded."""
+    if ATTR_DEVICE_ID in call.data:
+        device_id: str = call.data[ATTR_DEVICE_ID][0]
+    else:
+        entity_id: str = call.data[ATTR_ENTITY_ID][0]
+        entity = er.async_get(call.hass).async_get(entity_id)
+        device_id = entity.device_id if entity and entity.device_id else entity_id
     device = dr.async_get(call.hass).async_get(device_id)
     entry: FirmwareHubConfigEntry | None = (
         call.hass.config_entries.async_get_entry(device.config_entry_id)
         if device is not None
         else None
     )
-    if entry is None or entry.domain != DOMAIN or not hasattr(entry, "runtime_data"):
+    if (
+        device is None
+        or entry is None
+        or entry.domain != DOMAIN
+        or not hasattr(entry, "runtime_data")
+    ):
         raise ServiceValidationError(
             translation_domain=DOMAIN,
             translation_key="device_not_found",
             translation_placeholders={"device_id": device_id},
         )
-    coordinator = entry.runtime_data.coordinator
+    return entry.runtime_data.coordinator, device
+
+
+def _coordinator(
+    call: ServiceCall, takes: Callable[[FirmwareCoordinator], bool]
+) -> FirmwareCoordinator:
+    """Return the coordinator of the targeted device, if its device takes the action."""
+    coordinator, _device = _target(call)
     if not takes(coordinator):
-        raise ServiceValidationError(
-            translation_domain=DOMAIN,
-            translation_key="action_not_for_kind",
-            translation_placeholders={
-                "action": call.service,
-                "kind": coordinator.kind.value,
-            },
-        )
+        raise _not_for_kind(call, coordinator)
     return coordinator
+
+
+def _not_for_kind(
+    call: ServiceCall, coordinator: FirmwareCoordinator
+) -> ServiceValidationError:
+    return ServiceValidationError(
+        translation_domain=DOMAIN,
+        translation_key="action_not_for_kind",
+        translation_placeholders={
+            "action": call.service,
+            "kind": coordinator.kind.value,
+        },
+    )
+
+
+def _child(
+    coordinator: FirmwareCoordinator, device: dr.BaseDeviceEntry
+) -> ChildDevice | None:
+    """Return the child `device` is (None: the entry's own device)."""
+    ids = {unique_id for domain, unique_id in device.identifiers if domain == DOMAIN}
+    return next(
+        (c for c in coordinator.data.children if c.identity.unique_id in ids), None
+    )
 
 
 async def _report_install_result(call: ServiceCall) -> None:
@@ -153,14 +195,31 @@ def _file_error(key: str, path: Path) -> ServiceValidationError:
 
 
 async def _install_firmware_file(call: ServiceCall) -> None:
-    """Upload a firmware file from an allowed directory and verify the new version."""
-    coordinator = _coordinator(call, lambda c: c.backend.can_install_file)
+    """Upload a firmware file from an allowed directory and verify the new version.
+
+    A child device (a recorder's channel camera) takes the file through its
+    parent, which fetches it from Home Assistant's local URL (`file_share`).
+    """
+    coordinator, device = _target(call)
     hass = call.hass
+    child = _child(coordinator, device)
+    if child is None and not coordinator.backend.can_install_file:
+        raise _not_for_kind(call, coordinator)
+    if child is not None:
+        if not child.can_install:
+            raise ServiceValidationError(
+                translation_domain=DOMAIN,
+                translation_key="child_install_not_supported",
+                translation_placeholders={"name": child.identity.name},
+            )
+        local_base_url(hass)  # the parent must be able to fetch the file
     # Relative paths are relative to the configuration directory.
     path = Path(hass.config.path(call.data[ATTR_PATH]))
     file, name = await hass.async_add_executor_job(open_firmware_file, hass, path)
     try:
-        await coordinator.async_install_file(file, name)
+        await coordinator.async_install_file(
+            file, name, child=child.key if child else None
+        )
     finally:
         await hass.async_add_executor_job(file.close)
 

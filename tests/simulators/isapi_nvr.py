@@ -13,8 +13,9 @@ channel cameras at run time::
     nvr.add_channel(NvrChannel("4", "gate", "DS-2CD2143G2-I", "DS-2CD2143G2-I0000", "V5.7.3 build 220112"))
 
 The recorder's online-upgrade capabilities say ``isSupportUpgradeChannels`` (as the
-ISAPI guide documents it) unless ``upgrade_channels`` is False. Nothing here
-imports Home Assistant.
+ISAPI guide documents it) unless ``upgrade_channels`` is False; its upgrade task
+for a channel (``isapi_channel_task.py``) fetches the package URL it is given.
+Nothing here imports Home Assistant.
 """
 
 from dataclasses import dataclass, replace
@@ -25,6 +26,7 @@ from xml.sax.saxutils import escape
 import xmltodict
 
 from .isapi import DEFAULT_FIXTURES_DIR, IsapiCameraSimulator, SimulatorOptions
+from .isapi_channel_task import TASK_PATH, TASK_STATUS_PREFIX, ChannelTaskMixin
 
 if TYPE_CHECKING:
     from aiohttp import web
@@ -81,7 +83,7 @@ def _element(name: str, value: str | None) -> str:
     return f"<{name}/>\n" if value is None else f"<{name}>{escape(value)}</{name}>\n"
 
 
-class IsapiNvrSimulator(IsapiCameraSimulator):
+class IsapiNvrSimulator(IsapiCameraSimulator, ChannelTaskMixin):
     """A Hikvision NVR whose IP channels tests change at run time.
 
     ``channels`` maps channel ids to ``NvrChannel``; change it directly or through
@@ -110,6 +112,8 @@ class IsapiNvrSimulator(IsapiCameraSimulator):
         self.status_supported = True
         self._routes[("GET", CHANNELS_PATH)] = self._get_channels
         self._routes[("GET", CHANNELS_STATUS_PATH)] = self._get_channel_status
+        self._routes[("POST", TASK_PATH)] = self._post_task
+        self._init_channel_tasks()
 
     # ------------------------------------------------------------------ scenarios
 
@@ -136,6 +140,20 @@ class IsapiNvrSimulator(IsapiCameraSimulator):
         )
 
     # ------------------------------------------------------------------ handlers
+
+    async def _handle(self, request: web.Request) -> web.StreamResponse:
+        """Keep a task's JSON body for its handler, then handle as the camera."""
+        await self._read_task_body(request)
+        return await super()._handle(request)
+
+    def _dispatch(self, request: web.Request) -> _Reply:
+        """Route ``status/task/<taskID>`` (a path with an id) besides the table."""
+        if request.method == "GET" and request.path.startswith(TASK_STATUS_PREFIX):
+            reply: _Reply = self._get_task_status(
+                request.path.removeprefix(TASK_STATUS_PREFIX)
+            )
+            return reply
+        return super()._dispatch(request)
 
     def _refused(self, path: str) -> _Reply | None:
         if not self.channels_supported:

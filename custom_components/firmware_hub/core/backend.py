@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable, Mapping
+from contextlib import AbstractAsyncContextManager
 from typing import Any, BinaryIO, ClassVar, Unpack
 
 from .models import DeviceIdentity, FirmwareState, InstallRun, StateChanges
@@ -13,6 +14,11 @@ Publish = Callable[[FirmwareState], None]
 
 #: Persists the running install (the install journal); None clears it.
 JournalWrite = Callable[[InstallRun | None], Awaitable[None]]
+
+
+#: Serves an open file over HTTP, only to one host, while the context is open:
+#: `share(file, name, size, host)` yields the URL the host fetches it from.
+ShareFile = Callable[[BinaryIO, str, int, str], AbstractAsyncContextManager[str]]
 
 
 async def _no_journal(_run: InstallRun | None) -> None:
@@ -218,6 +224,21 @@ class FirmwareBackend(ABC):
         """
         raise InstallRefusedError(
             "cancel_not_supported", f"{self.kind} installs cannot be cancelled"
+        )
+
+    async def async_install_child_file(
+        self, child: str, file: BinaryIO, name: str, publish: Publish
+    ) -> FirmwareState:
+        """Install the firmware in `file` on a child device, through this device.
+
+        `child` is the `ChildDevice.key` of a child whose `can_install` is True;
+        progress shows on that child. Returns the final state; raises
+        `InstallError` after publishing a failed state.
+        """
+        raise InstallRefusedError(
+            "child_install_not_supported",
+            f"{self.kind} devices install nothing on their children",
+            name=child,
         )
 
     def diagnostics(self) -> Mapping[str, Any]:

@@ -85,6 +85,11 @@ class InstallRun:
     file_name: str | None = None
     #: When the device must answer again at the latest (Unix time), if known.
     deadline: float | None = None
+    #: The child device (`ChildDevice.key`) the install is for, through its parent.
+    child: str | None = None
+    #: The device's id of the install task, once it named one (followed after a
+    #: restart instead of starting over).
+    task_id: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
         """Return the run as stored in the journal."""
@@ -95,6 +100,8 @@ class InstallRun:
             "serial_number": self.serial_number,
             "file_name": self.file_name,
             "deadline": self.deadline,
+            "child": self.child,
+            "task_id": self.task_id,
         }
 
     @classmethod
@@ -107,6 +114,8 @@ class InstallRun:
             serial_number=data.get("serial_number"),
             file_name=data.get("file_name"),
             deadline=data.get("deadline"),
+            child=data.get("child"),
+            task_id=data.get("task_id"),
         )
 
 
@@ -142,6 +151,14 @@ class ChildDevice:
     can_install: bool = False
     #: Whether the parent reaches the child (None: the parent does not say).
     online: bool | None = None
+    #: An install on the child through its parent: its phase and progress.
+    phase: Phase = Phase.IDLE
+    progress: int | None = None
+
+    @property
+    def in_progress(self) -> bool:
+        """Return True while an install on the child runs."""
+        return self.phase in ACTIVE_PHASES
 
 
 @dataclass(frozen=True, slots=True)

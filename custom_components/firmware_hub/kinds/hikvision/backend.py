@@ -10,7 +10,6 @@ and an install found running at setup followed (read only) to its verified end.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
 from datetime import UTC, datetime
 import logging
 from typing import Any, BinaryIO, Final
@@ -21,21 +20,24 @@ from ...core.backend import (
     FirmwareBackend,
     InstallRefusedError,
     Publish,
+    ShareFile,
 )
 from ...core.models import (
     DeviceIdentity,
     FirmwareOffer,
     FirmwareState,
     InstallRun,
-    KindFacts,
     Phase,
 )
 from ...core.versions import is_newer, same_version
 from .cancel import CANCEL_OPERATION, CancelSwitch
+from .channel_install import ChannelInstall
 from .channels import RecorderChannels
 from .errors import call
+from .facts import HikvisionFacts
 from .file_install import FileInstall, file_flashing
 from .install import DOWNLOAD_PAUSED, DeviceStatus, HikvisionTiming, InstallFlow
+from .notes import markdown_notes
 from .protocol import (
     DeviceInfo,
     IsapiClient,
@@ -50,7 +52,13 @@ from .protocol import (
 )
 from .transaction import HeldPackage, Transaction
 
-__all__ = ["DEFAULT_TIMING", "HikvisionBackend", "HikvisionFacts", "HikvisionTiming"]
+__all__ = [
+    "DEFAULT_TIMING",
+    "HikvisionBackend",
+    "HikvisionFacts",
+    "HikvisionTiming",
+    "markdown_notes",
+]
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -64,24 +72,6 @@ CHECK_FAILED: Final = (
     "the camera could not get an answer from Hikvision's upgrade server;"
     " the last known offer is kept"
 )
-#: Lines of a change log that are list items already.
-_LIST_MARKERS: Final = ("- ", "* ", "+ ")
-
-
-@dataclass(frozen=True, slots=True)
-class HikvisionFacts(KindFacts):
-    """What a Hikvision camera adds to the state."""
-
-    #: Whether the camera upgrades itself from Hikvision's server (ISAPI online upgrade).
-    online_upgrade: bool
-    #: Whether it reboots by itself after flashing (`auto`) or must be told (`manual`).
-    reboot_after_upgrade: str = "manual"
-    #: While the camera downloads a package: its speed (MB/s, as the camera says)
-    #: and the seconds it expects the download still takes (None: not said).
-    download_speed: float | None = None
-    remaining_seconds: int | None = None
-    #: Whether the camera's download is paused (by its web page, or the camera).
-    download_paused: bool = False
 
 
 class HikvisionBackend(FirmwareBackend):
@@ -92,11 +82,16 @@ class HikvisionBackend(FirmwareBackend):
     can_install_file = True
 
     def __init__(
-        self, client: IsapiClient, timing: HikvisionTiming | None = None
+        self,
+        client: IsapiClient,
+        timing: HikvisionTiming | None = None,
+        *,
+        share: ShareFile | None = None,
     ) -> None:
-        """Initialize over an ISAPI client."""
+        """Initialize over an ISAPI client; `share` serves files to a recorder."""
         super().__init__()
         self._client = client
+        self._share = share
         self._timing = timing or DEFAULT_TIMING
         self._device: DeviceInfo | None = None
         self._online_upgrade = True
@@ -327,6 +322,22 @@ class HikvisionBackend(FirmwareBackend):
         finally:
             self._device = install.device or self._device
 
+    async def async_install_child_file(
+        self, child: str, file: BinaryIO, name: str, publish: Publish
+    ) -> FirmwareState:
+        """Have the recorder install a firmware file on an IP channel camera."""
+        return await self._channel_install(publish).install(child, file, name)
+
+    def _channel_install(self, publish: Publish) -> ChannelInstall:
+        return ChannelInstall(
+            self._flow(publish),
+            self._client,
+            self._channels,
+            share=self._share,
+            begin=self._begin_for(publish),
+            journal=self.journal,
+        )
+
     def _transaction(self, publish: Publish) -> Transaction:
         return Transaction(
             self._flow(publish),
@@ -373,6 +384,8 @@ class HikvisionBackend(FirmwareBackend):
         self, run: InstallRun | None, publish: Publish
     ) -> FirmwareState | None:
         """Follow an install the camera runs (or the journal says ran), read only."""
+        if run is not None and run.child is not None:
+            return await self._channel_install(publish).follow(run)
         if run is not None and run.file_name is not None:
             install = self._file_install(publish)
             try:
@@ -395,19 +408,3 @@ class HikvisionBackend(FirmwareBackend):
 
 def _now() -> datetime:
     return datetime.now(UTC)
-
-
-def markdown_notes(changelog: str | None) -> str | None:
-    """Return a change log as Markdown that keeps its line breaks.
-
-    Home Assistant renders release notes as Markdown, which joins single line
-    breaks into one paragraph: a change log of several lines becomes a list.
-    """
-    if changelog is None:
-        return None
-    lines = [line.strip() for line in changelog.splitlines() if line.strip()]
-    if len(lines) <= 1:
-        return lines[0] if lines else None
-    return "\n".join(
-        line if line.startswith(_LIST_MARKERS) else f"- {line}" for line in lines
-    )

@@ -6,11 +6,12 @@ firmware (real NVRs send empty elements), so a key from the camera's serial numb
 would remove and re-add the device every time a camera drops off the network. What
 the recorder said last about a channel is kept while it says nothing.
 
-Installs through the recorder are not offered (`can_install` is False): the
-documented channel upgrade (`POST /ISAPI/System/onlineUpgrade/task?format=json`
-with `PackageDescription.channel`) needs the URL of a package, which only
-Hikvision's platforms (HikCentral, the EZ cloud) hand out, and the recorder's list
-of channel offers (`onlineUpgrade/SearchDevInfo`) has no public description. See
+A firmware file can be installed on a channel camera through the recorder
+(`can_install`) where the recorder's online-upgrade capabilities say
+`isSupportUpgradeChannels` and the camera is proxied over Hikvision's own protocol
+(`channel_install.py`). No channel offer is known: the recorder's list of newer
+firmware for its channels (`onlineUpgrade/SearchDevInfo`) has no public
+description, so a channel's latest version is its installed one. See
 `tests/fixtures/hikvision/README.md`.
 """
 
@@ -35,6 +36,8 @@ _LOGGER = logging.getLogger(__name__)
 
 #: deviceInfo `deviceType`s that proxy IP cameras.
 RECORDER_TYPES: Final = frozenset({"NVR", "DVR", "HVR", "XVR", "NVR/DVR"})
+#: Between the recorder's serial number and the channel number in a child's key.
+CHANNEL_KEY: Final = "_channel_"
 #: Proxy protocols that mean the camera is a Hikvision one.
 _HIKVISION_PROTOCOLS: Final = frozenset({"HIKVISION", "ISAPI"})
 
@@ -57,6 +60,10 @@ class RecorderChannels:
         """Note what the online-upgrade capabilities say about channels."""
         flag = text(find(caps or {}, "isSupportUpgradeChannels"))
         self.upgrade_channels = flag is not None and flag.lower() == "true"
+
+    def child(self, key: str) -> ChildDevice | None:
+        """Return a channel camera as last read (None: no such channel)."""
+        return self._children.get(key)
 
     async def async_read(self, info: DeviceInfo) -> tuple[ChildDevice, ...]:
         """Return the channel cameras (none for a camera).
@@ -104,7 +111,7 @@ class RecorderChannels:
     def _child(
         self, info: DeviceInfo, channel: InputChannel, status: ChannelStatus | None
     ) -> ChildDevice:
-        key = f"{info.serial_number}_channel_{channel.channel_id}"
+        key = f"{info.serial_number}{CHANNEL_KEY}{channel.channel_id}"
         last = self._children.get(key)
         model = channel.model or (last.identity.model if last else None)
         serial = channel.serial_number or (
@@ -130,7 +137,8 @@ class RecorderChannels:
             installed_version=version,
             # No offer is known for a channel camera (see the module's doc).
             latest_version=version,
-            can_install=False,
+            can_install=self.upgrade_channels
+            and (not protocol or protocol in _HIKVISION_PROTOCOLS),
             online=status.online if status else None,
         )
 

@@ -55,7 +55,7 @@ async def _create_backend(context: BackendContext) -> FirmwareBackend:
         username=data[CONF_USERNAME],
         password=data[CONF_PASSWORD],
     )
-    return HikvisionBackend(client)
+    return HikvisionBackend(client, share=context.share_file)
 
 
 def _online_upgrade(state: FirmwareState) -> bool:

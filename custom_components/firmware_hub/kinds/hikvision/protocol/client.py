@@ -134,6 +134,11 @@ class IsapiClient:
         self._device_info: tuple[tuple[str, Any], DeviceInfo] | None = None
 
     @property
+    def host(self) -> str:
+        """Return the device's host (address or name), as configured."""
+        return self._base.host or ""
+
+    @property
     def auth_scheme(self) -> AuthScheme | None:
         """Return the scheme the device accepted (None before the first answer)."""
         return self._scheme
