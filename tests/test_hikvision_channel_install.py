@@ -285,8 +285,14 @@ async def test_failed_channel_install(
     assert hass.states.get(UPDATE).attributes["in_progress"] is False
     assert hass.states.get(SENSOR).state == BEFORE
     assert entry.runtime_data.coordinator.data.install is None
-    # A camera that kept its firmware needs no repair.
-    assert not [key for key in ir.async_get(hass).issues if key[0] == DOMAIN]
+    # The channel camera's own failure state raises its repair (what to do), on
+    # the channel's name; a refused task changed nothing and raises none.
+    issues = [issue for k, issue in ir.async_get(hass).issues.items() if k[0] == DOMAIN]
+    if fault == "task_refused":
+        assert issues == []
+    else:
+        assert [issue.translation_key for issue in issues] == [f"install_{key}"]
+        assert issues[0].translation_placeholders["name"] == _device(hass, nvr).name
 
 
 @pytest.mark.parametrize(
