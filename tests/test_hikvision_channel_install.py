@@ -481,6 +481,15 @@ async def test_share_serves_only_the_device_and_only_while_shared(
                 assert response.content_length == size
                 body = await response.read()
             assert hashlib.md5(body).hexdigest() == _md5(firmware)
+            # A name with a quote and a line break stays one quoted header value.
+            async with (
+                share(file, 'odd"name\n.dav', size, "127.0.0.1") as odd,
+                session.get(odd) as response,
+            ):
+                assert response.status == 200
+                assert response.headers["Content-Disposition"] == (
+                    'attachment; filename="odd%22name%0A.dav"'
+                )
             # Revoked once the install (the context) ended.
             async with session.get(url) as response:
                 assert (response.status, await response.read()) == refused

@@ -25,6 +25,7 @@ import socket
 from typing import BinaryIO, Final
 
 from aiohttp import hdrs, web
+from aiohttp.helpers import content_disposition_header
 from homeassistant.core import HomeAssistant
 from homeassistant.exceptions import ServiceValidationError
 from homeassistant.helpers.http import KEY_HASS, HomeAssistantView
@@ -71,7 +72,10 @@ class FirmwareFileView(HomeAssistantView):
         response = web.StreamResponse(
             headers={
                 hdrs.CONTENT_TYPE: "application/octet-stream",
-                hdrs.CONTENT_DISPOSITION: f'attachment; filename="{share.name}"',
+                # Quoted: a file name may hold any character but "/" and NUL.
+                hdrs.CONTENT_DISPOSITION: content_disposition_header(
+                    "attachment", filename=share.name
+                ),
             }
         )
         response.content_length = share.size
