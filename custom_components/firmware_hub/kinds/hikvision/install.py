@@ -34,6 +34,7 @@ from ...core.versions import same_version
 from .cancel import CancelSwitch, InstallCancelledError, too_late
 from .errors import DOWNLOAD_FAILURE_KEYS, call, download_failure, upgrade_failure
 from .protocol import DeviceInfo, IsapiClient, TaskStatus
+from .verify import Expected, verify
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -94,16 +95,6 @@ class DeviceStatus:
     def busy(self) -> bool:
         """Return True while the camera downloads or flashes."""
         return self.downloading or self.upgrading
-
-
-@dataclass(frozen=True, slots=True)
-class Expected:
-    """What the camera that comes back must report."""
-
-    #: The version it must run (None: any version other than `before`).
-    target: str | None
-    before: str | None
-    serial_number: str | None
 
 
 def span(percent: int, bounds: tuple[int, int]) -> int:
@@ -398,29 +389,3 @@ class InstallFlow:
         return await self._poll_until(
             read, self._timing.reboot_timeout, "reboot_timeout"
         )
-
-
-def verify(info: DeviceInfo, expected: Expected) -> DeviceInfo:
-    """Return `info` if it is the same camera running the new firmware, else raise."""
-    if expected.serial_number and info.serial_number != expected.serial_number:
-        raise InstallError(
-            "serial_mismatch",
-            "another device answers at the camera's address after the reboot",
-        )
-    if expected.target is not None:
-        if same_version(info.full_version, expected.target):
-            return info
-        raise InstallError(
-            "verification_failed",
-            f"the camera came back with {info.full_version}, not {expected.target}",
-            installed=info.full_version,
-            expected=expected.target,
-        )
-    if expected.before is not None and same_version(info.full_version, expected.before):
-        raise InstallError(
-            "verification_failed",
-            f"the camera came back with its old firmware {info.full_version}",
-            installed=info.full_version,
-            expected="a new version",
-        )
-    return info

@@ -34,13 +34,12 @@ from .install import (
     UPGRADE_SUCCESSFUL,
     VERIFY,
     DeviceStatus,
-    Expected,
     InstallFlow,
     span,
-    verify,
 )
 from .protocol import DeviceInfo, IsapiClient
 from .run import CameraRun
+from .verify import Expected, verify
 
 
 @dataclass(slots=True)
