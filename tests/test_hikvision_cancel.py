@@ -231,3 +231,8 @@ async def test_switch_answers_a_request_when_the_install_ends() -> None:
     with pytest.raises(InstallRefusedError) as again:
         await switch.request()
     assert again.value.key == "cancel_too_late"
+    # The install ended: nothing to cancel any more, not "too late".
+    switch.reset()
+    with pytest.raises(InstallRefusedError) as ended:
+        await switch.request()
+    assert ended.value.key == "cancel_not_possible"

@@ -75,6 +75,11 @@ class CancelSwitch:
             self._wanted.set()
         await asyncio.shield(self._answer)
 
+    def reset(self) -> None:
+        """Forget the ended install: the next request finds nothing to cancel."""
+        self.disarm(finished=False)
+        self._flashing = False
+
     def arm(self) -> None:
         """Let the user cancel the download that starts now (if supported)."""
         self.armed = self.supported

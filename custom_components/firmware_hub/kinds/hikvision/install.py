@@ -158,6 +158,10 @@ class InstallFlow:
         """Apply `changes` without publishing (the next publish shows them)."""
         self._set_state(self._get_state().evolve(**changes))
 
+    def ended(self) -> None:
+        """Mark the install over (verified, failed or cancelled): nothing to cancel."""
+        self._cancel.reset()
+
     def restore(self, state: FirmwareState) -> None:
         """Publish `state` again (an install refused before anything was sent)."""
         if state != self._get_state():

@@ -61,6 +61,7 @@ class CameraRun:
     async def _fail(self, err: BackendError) -> NoReturn:
         """Publish the failed state (the install is over), then raise why."""
         error = as_install_error(err)
+        self._flow.ended()
         if isinstance(error, InstallCancelledError):
             # The user's choice: the camera runs its firmware, nothing failed.
             self._flow.publish(
@@ -76,6 +77,7 @@ class CameraRun:
     async def _succeed(self, info: DeviceInfo) -> FirmwareState:
         """Publish the verified camera (the install is over); clear the journal."""
         self.device = info
+        self._flow.ended()
         self._flow.publish(
             installed_version=info.full_version,
             latest_version=info.full_version,
