@@ -9,12 +9,14 @@ from __future__ import annotations
 
 from collections.abc import AsyncGenerator, Generator
 
+from homeassistant.core import HomeAssistant
 import pytest
 
 from custom_components.firmware_hub.const import DOMAIN
 from custom_components.firmware_hub.kinds.hikvision import backend as hikvision
 from custom_components.firmware_hub.kinds.onvif import discovery as onvif_discovery
 
+from .helpers import Recorder
 from .simulators.isapi import IsapiCameraSimulator
 
 assert DOMAIN == "firmware_hub"
@@ -76,3 +78,11 @@ def no_multicast_discovery(monkeypatch: pytest.MonkeyPatch) -> None:
     """
     monkeypatch.setattr(onvif_discovery, "DISCOVERY_TARGET", ("127.0.0.1", 9))
     monkeypatch.setattr(onvif_discovery, "DISCOVERY_TIMEOUT", 0.2)
+
+
+@pytest.fixture
+async def recorder(hass: HomeAssistant) -> AsyncGenerator[Recorder]:
+    """Record the state changes of the test's entities."""
+    rec = Recorder(hass)
+    yield rec
+    rec.unsub()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from homeassistant.config_entries import ConfigEntryState
@@ -115,3 +116,11 @@ async def unload_all(hass: HomeAssistant) -> None:
         if entry.state is ConfigEntryState.LOADED:
             assert await hass.config_entries.async_unload(entry.entry_id)
     await hass.async_block_till_done()
+
+
+def allowed_firmware(hass: HomeAssistant, directory: Path, name: str) -> Path:
+    """Write a firmware file (1 MiB) in `directory`, which Home Assistant allows."""
+    hass.config.allowlist_external_dirs = {str(directory)}
+    path = directory / name
+    path.write_bytes(bytes(range(256)) * 4096)
+    return path

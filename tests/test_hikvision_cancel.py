@@ -50,14 +50,22 @@ async def _until(condition: Callable[[], bool]) -> None:
             await asyncio.sleep(0.005)
 
 
-async def _downloading(hass: HomeAssistant, camera: IsapiCameraSimulator) -> None:
-    """Wait until the camera downloads and the entity shows it."""
+async def _install_downloading(
+    hass: HomeAssistant, camera: IsapiCameraSimulator
+) -> asyncio.Task[None]:
+    """Start an install; return it once the camera downloads (for as long as needed).
+
+    The download finishes once the test sets `camera.download_steps` low again.
+    """
+    camera.download_steps = 1_000_000
+    install = _start_install(hass)
     await _until(
         lambda: (
             camera.download_status == "downloading"
             and hass.states.get(STATUS).state == "downloading"
         )
     )
+    return install
 
 
 async def _entry(hass: HomeAssistant, camera: IsapiCameraSimulator) -> MockConfigEntry:
@@ -71,10 +79,8 @@ async def test_cancel_a_running_download(
 ) -> None:
     """The camera drops its download, nothing is flashed, the offer stays."""
     entry = await _entry(hass, camera)
-    camera.download_steps = 1_000_000
     finished = async_capture_events(hass, EVENT_UPGRADE_FINISHED)
-    install = _start_install(hass)
-    await _downloading(hass, camera)
+    install = await _install_downloading(hass, camera)
 
     await _cancel(hass)
 
@@ -112,9 +118,7 @@ async def test_camera_that_cannot_cancel(
     """Without `cancel` in supportOperation nothing is sent; the install goes on."""
     camera.download_operations = "start"
     await _entry(hass, camera)
-    camera.download_steps = 1_000_000
-    install = _start_install(hass)
-    await _downloading(hass, camera)
+    install = await _install_downloading(hass, camera)
 
     with pytest.raises(ServiceValidationError) as err:
         await _cancel(hass)
@@ -149,9 +153,7 @@ async def test_camera_ignoring_the_cancel(
     """The camera answers OK but goes on: the user is told, the install completes."""
     await _entry(hass, camera)
     camera.ignore_cancel = True
-    camera.download_steps = 1_000_000
-    install = _start_install(hass)
-    await _downloading(hass, camera)
+    install = await _install_downloading(hass, camera)
 
     with pytest.raises(ServiceValidationError) as err:
         await _cancel(hass)
@@ -173,9 +175,7 @@ async def test_download_completing_during_the_cancel(
     """
     await _entry(hass, camera)
     camera.ignore_cancel = True
-    camera.download_steps = 1_000_000
-    install = _start_install(hass)
-    await _downloading(hass, camera)
+    install = await _install_downloading(hass, camera)
     camera.download_steps = 1  # the next status read reports `finish`
 
     with pytest.raises(ServiceValidationError) as err:

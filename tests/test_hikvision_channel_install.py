@@ -39,7 +39,7 @@ from custom_components.firmware_hub.core.models import InstallRun
 from custom_components.firmware_hub.file_share import async_file_sharer
 from custom_components.firmware_hub.kinds.hikvision import backend as hikvision
 
-from .helpers import Recorder, hikvision_input, setup_entry
+from .helpers import Recorder, allowed_firmware, hikvision_input, setup_entry
 from .simulators.isapi_channel_task import TASK_PATH, ChannelTask
 from .simulators.isapi_nvr import IsapiNvrSimulator
 
@@ -80,18 +80,7 @@ async def local_url(
 @pytest.fixture
 def firmware(hass: HomeAssistant, tmp_path: Path) -> Path:
     """A firmware file (1 MiB) in a directory Home Assistant allows."""
-    hass.config.allowlist_external_dirs = {str(tmp_path)}
-    path = tmp_path / FILE_NAME
-    path.write_bytes(bytes(range(256)) * 4096)
-    return path
-
-
-@pytest.fixture
-async def recorder(hass: HomeAssistant) -> AsyncGenerator[Recorder]:
-    """Record state changes."""
-    rec = Recorder(hass)
-    yield rec
-    rec.unsub()
+    return allowed_firmware(hass, tmp_path, FILE_NAME)
 
 
 async def _entry(hass: HomeAssistant, nvr: IsapiNvrSimulator) -> MockConfigEntry:

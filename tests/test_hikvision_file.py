@@ -6,7 +6,6 @@ Driven through the action, the entities and the events; what the camera received
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator
 from dataclasses import replace
 import hashlib
 from pathlib import Path
@@ -30,7 +29,7 @@ from custom_components.firmware_hub.kinds.hikvision import backend as hikvision
 from custom_components.firmware_hub.kinds.hikvision.backend import HikvisionBackend
 from custom_components.firmware_hub.kinds.hikvision.protocol import IsapiClient
 
-from .helpers import Recorder, hikvision_entry, setup_entry
+from .helpers import Recorder, allowed_firmware, hikvision_entry, setup_entry
 from .simulators.isapi import FileMode, IsapiCameraSimulator, OnlineUpgrade
 
 UPDATE = "update.camera_1_firmware"
@@ -45,18 +44,7 @@ FILE_NAME = "digicap.dav"
 @pytest.fixture
 def firmware(hass: HomeAssistant, tmp_path: Path) -> Path:
     """A firmware file (1 MiB) in a directory Home Assistant allows."""
-    hass.config.allowlist_external_dirs = {str(tmp_path)}
-    path = tmp_path / FILE_NAME
-    path.write_bytes(bytes(range(256)) * 4096)
-    return path
-
-
-@pytest.fixture
-async def recorder(hass: HomeAssistant) -> AsyncGenerator[Recorder]:
-    """Record state changes."""
-    rec = Recorder(hass)
-    yield rec
-    rec.unsub()
+    return allowed_firmware(hass, tmp_path, FILE_NAME)
 
 
 async def _entry(hass: HomeAssistant, camera: IsapiCameraSimulator) -> MockConfigEntry:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncGenerator
 import json
 from pathlib import Path
 from typing import Any
@@ -40,14 +39,6 @@ EN_JSON = (
 UPDATE = "update.camera_1_firmware"
 STATUS = "sensor.camera_1_firmware_status"
 PROGRESS = "sensor.camera_1_firmware_progress"
-
-
-@pytest.fixture
-async def recorder(hass: HomeAssistant) -> AsyncGenerator[Recorder]:
-    """Record state changes."""
-    rec = Recorder(hass)
-    yield rec
-    rec.unsub()
 
 
 async def _install(hass: HomeAssistant, **data: Any) -> None:
