@@ -22,7 +22,7 @@ from homeassistant.helpers.update_coordinator import CoordinatorEntity
 
 from .const import DOMAIN
 from .coordinator import FirmwareCoordinator, FirmwareHubConfigEntry
-from .core.models import ChildDevice
+from .core.models import ChildDevice, InstallRun
 
 #: Builds a platform's entities for one child.
 type ChildEntities = Callable[[FirmwareCoordinator, ChildDevice], Iterable[Entity]]
@@ -35,6 +35,13 @@ def _parent_device_id(coordinator: FirmwareCoordinator) -> str:
         identifiers={(DOMAIN, coordinator.identity.unique_id)},
     )
     return device.id
+
+
+def file_summary(install: InstallRun | None, child: str | None = None) -> str | None:
+    """Name the firmware file an install (on the device, or on `child`) installs."""
+    if install is None or install.child != child or not install.file_name:
+        return None
+    return f"Installing the firmware file {install.file_name}."
 
 
 class ChildEntity(CoordinatorEntity[FirmwareCoordinator]):
@@ -97,16 +104,13 @@ class ChildUpdateEntity(ChildEntity, UpdateEntity):
     install's progress here.
     """
 
-    def __init__(
-        self,
-        coordinator: FirmwareCoordinator,
-        child: ChildDevice,
-        description: EntityDescription,
-    ) -> None:
-        """Initialize; PROGRESS where the child takes a file through its parent."""
-        super().__init__(coordinator, child, description)
-        if child.can_install:
-            self._attr_supported_features = UpdateEntityFeature.PROGRESS
+    @property
+    def supported_features(self) -> UpdateEntityFeature:
+        """Return PROGRESS where the child takes a file through its parent."""
+        child = self.child
+        if child is not None and child.can_install:
+            return UpdateEntityFeature.PROGRESS
+        return UpdateEntityFeature(0)
 
     @property
     def in_progress(self) -> bool:
@@ -123,10 +127,7 @@ class ChildUpdateEntity(ChildEntity, UpdateEntity):
     @property
     def release_summary(self) -> str | None:
         """Name the firmware file being installed on the child."""
-        install = self.coordinator.data.install
-        if install and install.child == self._key and install.file_name:
-            return f"Installing the firmware file {install.file_name}."
-        return None
+        return file_summary(self.coordinator.data.install, self._key)
 
     @property
     def installed_version(self) -> str | None:

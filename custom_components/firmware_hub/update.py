@@ -14,7 +14,7 @@ from homeassistant.core import HomeAssistant, ServiceResponse
 from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
 from homeassistant.util import dt as dt_util
 
-from .children import ChildUpdateEntity, async_add_child_entities
+from .children import ChildUpdateEntity, async_add_child_entities, file_summary
 from .coordinator import FirmwareCoordinator, FirmwareHubConfigEntry
 from .core.models import Phase
 from .entity import FirmwareHubEntity
@@ -110,8 +110,8 @@ class FirmwareUpdateEntity(FirmwareHubEntity, UpdateEntity):
                 f"Handed to the device at {since}; waiting for its result "
                 f"(firmware_hub.report_install_result) until {deadline}."
             )
-        if data.in_progress and data.install and data.install.file_name:
-            return f"Installing the firmware file {data.install.file_name}."
+        if data.in_progress and (summary := file_summary(data.install)):
+            return summary
         if data.in_progress:
             return KINDS[self.coordinator.kind].release_summary(data)
         return None
