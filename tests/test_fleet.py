@@ -129,14 +129,15 @@ async def test_the_smallest_limit_of_any_device_applies(
     assert _most_busy_at_once(fleet[:4]) == 1
 
 
-async def test_cancel_queued_installs(
-    hass: HomeAssistant,
-    fleet: list[IsapiCameraSimulator],
-    device_registry: dr.DeviceRegistry,
-) -> None:
-    """A queued install is cancelled before anything reaches its camera."""
-    entries = await _set_up(hass, fleet[:3], **{CONF_MAX_CONCURRENT_INSTALLS: 1})
-    fleet[0].download_steps = 1_000_000
+async def _queue_behind_a_download(
+    hass: HomeAssistant, cameras: list[IsapiCameraSimulator]
+) -> list[asyncio.Task[None]]:
+    """Install on every camera (one at a time): the first downloads, the rest wait.
+
+    Returns the installs once the others show `queued`; the first camera's
+    download ends when the test sets its `download_steps` low again.
+    """
+    cameras[0].download_steps = 1_000_000
     installs = [
         hass.async_create_task(
             hass.services.async_call(
@@ -146,18 +147,29 @@ async def test_cancel_queued_installs(
                 blocking=True,
             )
         )
-        for index in range(3)
+        for index in range(len(cameras))
     ]
     async with asyncio.timeout(5):
         while not (
-            fleet[0].download_status == "downloading"
+            cameras[0].download_status == "downloading"
             and all(
                 hass.states.get(f"sensor.camera_{index}_firmware_status").state
                 == "queued"
-                for index in (1, 2)
+                for index in range(1, len(cameras))
             )
         ):
             await asyncio.sleep(0.01)
+    return installs
+
+
+async def test_cancel_queued_installs(
+    hass: HomeAssistant,
+    fleet: list[IsapiCameraSimulator],
+    device_registry: dr.DeviceRegistry,
+) -> None:
+    """A queued install is cancelled before anything reaches its camera."""
+    entries = await _set_up(hass, fleet[:3], **{CONF_MAX_CONCURRENT_INSTALLS: 1})
+    installs = await _queue_behind_a_download(hass, fleet[:3])
     device = device_registry.async_get_device_by_identifier(
         (DOMAIN, entries[2].unique_id), entries[2].entry_id
     )
@@ -189,24 +201,7 @@ async def test_cancel_install_of_a_queued_install(
 ) -> None:
     """`cancel_install` on a Firmware entity whose install waits: it leaves the queue."""
     await _set_up(hass, fleet[:2], **{CONF_MAX_CONCURRENT_INSTALLS: 1})
-    fleet[0].download_steps = 1_000_000
-    installs = [
-        hass.async_create_task(
-            hass.services.async_call(
-                UPDATE_DOMAIN,
-                SERVICE_INSTALL,
-                {ATTR_ENTITY_ID: _update(index)},
-                blocking=True,
-            )
-        )
-        for index in range(2)
-    ]
-    async with asyncio.timeout(5):
-        while (
-            hass.states.get("sensor.camera_1_firmware_status").state != "queued"
-            or fleet[0].download_status != "downloading"
-        ):
-            await asyncio.sleep(0.01)
+    installs = await _queue_behind_a_download(hass, fleet[:2])
     await hass.services.async_call(
         DOMAIN, "cancel_install", {ATTR_ENTITY_ID: _update(1)}, blocking=True
     )
