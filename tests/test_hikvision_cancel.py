@@ -167,20 +167,20 @@ async def test_camera_ignoring_the_cancel(
 async def test_download_completing_during_the_cancel(
     hass: HomeAssistant, camera: IsapiCameraSimulator
 ) -> None:
-    """The package completes before the camera acts on the cancel: it is flashed.
+    """The package completes as the cancel arrives: it is flashed, and verified.
 
-    The camera ignores the cancel and finishes the download while the install
-    waits for it to stop: the user hears it came too late; the install, which
-    alone decides to flash, flashes the complete package and verifies it.
+    The camera answers the cancel but reports the download `finish`ed: the user
+    hears it came too late; the install, which alone decides to flash, flashes
+    the complete package and verifies it.
     """
     await _entry(hass, camera)
-    camera.ignore_cancel = True
+    camera.complete_on_cancel = True
     install = await _install_downloading(hass, camera)
-    camera.download_steps = 1  # the next status read reports `finish`
 
     with pytest.raises(ServiceValidationError) as err:
         await _cancel(hass)
     assert err.value.translation_key == "cancel_too_late"
+    assert camera.count("DELETE", DOWNLOAD) == 1
     await install
     assert camera.firmware_version == "V5.7.20"
 

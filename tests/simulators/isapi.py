@@ -364,6 +364,9 @@ class IsapiCameraSimulator(LoopbackDevice, FirmwareFileMixin):
         self.download_operations = "start,cancel,pause,resume"
         #: When True, ``DELETE downloadPackage`` is answered OK and ignored.
         self.ignore_cancel = False
+        #: When True, the package completes as ``DELETE downloadPackage`` arrives
+        #: (the cancel came too late): answered OK, the download is ``finish``.
+        self.complete_on_cancel = False
         #: When set, the device that answers after the next reboot has this serial
         #: number (the camera was swapped for another one at the same address).
         self.serial_after_reboot: str | None = None
@@ -1054,6 +1057,11 @@ class IsapiCameraSimulator(LoopbackDevice, FirmwareFileMixin):
         if self._download_status not in {"downloading", "pause"}:
             return self._json_error("invalidOperation", 403)
         if self.ignore_cancel:
+            return self._json_ok()
+        if self.complete_on_cancel:
+            self._download_progress = 100
+            self._download_status = "finish"
+            self._event("download_finished")
             return self._json_ok()
         self._download_status = "notDownload"
         self._download_progress = 0

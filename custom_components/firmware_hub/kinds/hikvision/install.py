@@ -193,8 +193,32 @@ class InstallFlow:
 
     # ---------------------------------------------------------------- download
 
+    def arm_cancel(self) -> None:
+        """Let the user cancel this install until its package is complete."""
+        self._cancel.arm()
+
+    def cancel_before_flash(self) -> None:
+        """Before a flash of a package already complete: honour a pending cancel.
+
+        Nothing is flashed then (the camera keeps the package); otherwise later
+        requests are too late.
+        """
+        switch = self._cancel
+        if switch.wanted:
+            switch.answer(None)
+            switch.disarm(finished=False)
+            raise InstallCancelledError
+        switch.disarm(finished=True)
+
     async def download(self, before: TaskStatus) -> None:
         """Start the download (the camera was seen idle) and follow it to `finish`."""
+        switch = self._cancel
+        switch.arm()
+        if switch.wanted:
+            # Cancelled before the camera was asked for anything.
+            switch.answer(None)
+            switch.disarm(finished=False)
+            raise InstallCancelledError
         await call(self._client.start_package_download())
         await self.follow_download(started=False, before=before.status)
 
@@ -211,7 +235,8 @@ class InstallFlow:
 
         async def read() -> TaskStatus | None:
             nonlocal errors, started
-            if switch.wanted:
+            if switch.wanted and started:
+                # Once the camera downloads: before, a cancel would find nothing.
                 return await self._stop_download(switch)
             try:
                 status = await call(self._client.get_download_status())
@@ -244,14 +269,15 @@ class InstallFlow:
                 )
             return None
 
-        switch.arm()
+        async def pause(seconds: float) -> None:
+            # Woken by a cancel once the download runs; until then it waits.
+            await (switch.wait(seconds) if started else asyncio.sleep(seconds))
+
+        switch.arm()  # again, for a download followed at setup: keeps a request
         finished = False
         try:
             await self._poll_until(
-                read,
-                self._timing.download_timeout,
-                "download_timeout",
-                sleep=switch.wait,
+                read, self._timing.download_timeout, "download_timeout", sleep=pause
             )
             finished = True
         finally:

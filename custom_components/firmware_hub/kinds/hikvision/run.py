@@ -47,6 +47,7 @@ class CameraRun:
         it was sent: an `InstallRefusedError`, no failure to report.
         """
         self._flow.restore(before)
+        self._flow.ended()
         if isinstance(err, InstallRefusedError):
             raise err
         refused = (

@@ -83,6 +83,7 @@ class Transaction(CameraRun):
         before = flow.state
         # Shown at once; taken back if the camera is not idle (nothing sent then).
         flow.publish(phase=Phase.DOWNLOADING, progress=0, error=None)
+        flow.arm_cancel()
         try:
             status = await flow.read_status()
             package_ready = self._check_idle(status, target)
@@ -96,7 +97,9 @@ class Transaction(CameraRun):
         )
         await self._begin(run)
         try:
-            if not package_ready:
+            if package_ready:
+                flow.cancel_before_flash()
+            else:
                 await flow.download(status.download)
                 self._package.version = target
             flow.publish(phase=Phase.INSTALLING, progress=FLASH_SPAN[0])
