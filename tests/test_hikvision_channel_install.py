@@ -9,6 +9,7 @@ the simulator.
 from __future__ import annotations
 
 from collections.abc import AsyncGenerator
+from dataclasses import replace
 import hashlib
 from pathlib import Path
 import secrets
@@ -416,13 +417,23 @@ async def test_restart_before_the_recorder_named_its_task(
 
 
 async def test_channel_install_never_reads_the_file_whole(
-    hass: HomeAssistant, nvr: IsapiNvrSimulator, local_url: str, tmp_path: Path
+    hass: HomeAssistant,
+    nvr: IsapiNvrSimulator,
+    local_url: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """A 128 MiB file is hashed and served with at most 32 MiB allocated at a time.
 
     (Everything the process allocates is traced: coverage's bookkeeping and what
-    earlier tests left running take part of the budget.)
+    earlier tests left running take part of the budget.) Traced, hashing and
+    serving 128 MiB takes seconds on a busy machine: the task may take a minute.
     """
+    monkeypatch.setattr(
+        hikvision,
+        "DEFAULT_TIMING",
+        replace(hikvision.DEFAULT_TIMING, flash_timeout=60),
+    )
     hass.config.allowlist_external_dirs = {str(tmp_path)}
     big = tmp_path / FILE_NAME
     size = 128 * 1024 * 1024
