@@ -21,12 +21,13 @@ from custom_components.firmware_hub.core.backend import InstallRefusedError
 from custom_components.firmware_hub.kinds.hikvision.cancel import CancelSwitch
 
 from .helpers import hikvision_entry, setup_entry
-from .simulators.isapi import IsapiCameraSimulator
+from .simulators.isapi import Failure, Gate, IsapiCameraSimulator
 
 UPDATE = "update.camera_1_firmware"
 STATUS = "sensor.camera_1_firmware_status"
 DOWNLOAD = "/ISAPI/System/onlineUpgrade/downloadPackage"
 FLASH = "/ISAPI/System/onlineUpgrade/upgradeWithoutDownload"
+UPGRADE_STATUS = "/ISAPI/System/onlineUpgrade/status"
 
 
 async def _cancel(hass: HomeAssistant) -> None:
@@ -183,6 +184,81 @@ async def test_download_completing_during_the_cancel(
     assert camera.count("DELETE", DOWNLOAD) == 1
     await install
     assert camera.firmware_version == "V5.7.20"
+
+
+async def _cancel_at(
+    hass: HomeAssistant,
+    entry: MockConfigEntry,
+    camera: IsapiCameraSimulator,
+    gate: tuple[str, str],
+) -> tuple[asyncio.Task[None], asyncio.Task[None]]:
+    """Start an install, hold `gate`'s request, ask to cancel, then let it through.
+
+    Returns the install and the cancel call, both still running.
+    """
+    held = camera.gates[gate] = Gate()
+    install = _start_install(hass)
+    await held.reached.wait()
+    cancel = hass.async_create_task(_cancel(hass))
+    switch = entry.runtime_data.coordinator.backend._cancel
+    await _until(lambda: switch.wanted)
+    held.opened.set()
+    return install, cancel
+
+
+async def test_cancel_before_the_camera_is_asked(
+    hass: HomeAssistant, camera: IsapiCameraSimulator
+) -> None:
+    """A cancel while the install checks the camera is idle: nothing is sent."""
+    entry = await _entry(hass, camera)
+    install, cancel = await _cancel_at(hass, entry, camera, ("GET", UPGRADE_STATUS))
+
+    await cancel
+    with pytest.raises(HomeAssistantError) as err:
+        await install
+    assert err.value.translation_key == "download_cancelled"
+    assert camera.count("PUT", DOWNLOAD) == 0
+    assert camera.count("DELETE", DOWNLOAD) == 0
+    assert hass.states.get(STATUS).state == "idle"
+
+
+async def test_cancel_while_the_download_is_requested(
+    hass: HomeAssistant, camera: IsapiCameraSimulator
+) -> None:
+    """A cancel during the download request waits until the camera downloads."""
+    entry = await _entry(hass, camera)
+    camera.download_steps = 1_000_000
+    install, cancel = await _cancel_at(hass, entry, camera, ("PUT", DOWNLOAD))
+
+    await cancel
+    with pytest.raises(HomeAssistantError) as err:
+        await install
+    assert err.value.translation_key == "download_cancelled"
+    assert camera.count("DELETE", DOWNLOAD) == 1
+    assert camera.count("PUT", FLASH) == 0
+    assert camera.download_status == "notDownload"
+
+
+async def test_cancel_before_flashing_a_held_package(
+    hass: HomeAssistant, camera: IsapiCameraSimulator
+) -> None:
+    """The camera holds the complete package: a cancel before the flash stops it."""
+    entry = await _entry(hass, camera)
+    camera.failures.add(Failure.WRITE_FLASH_ERROR)
+    with pytest.raises(HomeAssistantError):
+        await _start_install(hass)  # downloaded, then the flash failed
+    camera.failures.clear()
+    install, cancel = await _cancel_at(hass, entry, camera, ("GET", UPGRADE_STATUS))
+
+    await cancel
+    with pytest.raises(HomeAssistantError) as err:
+        await install
+    assert err.value.translation_key == "download_cancelled"
+    # The held package was neither downloaded again nor flashed.
+    assert camera.count("PUT", DOWNLOAD) == 1
+    assert camera.count("PUT", FLASH) == 1
+    assert camera.download_status == "finish"
+    assert camera.firmware_version == "V5.7.18"
 
 
 async def test_nothing_to_cancel(

@@ -177,6 +177,17 @@ class SimulatorOptions(TypedDict, total=False):
     fixtures_dir: Path | None
 
 
+class Gate:
+    """Holds one kind of request (method, path) until the test opens it."""
+
+    def __init__(self) -> None:
+        """Start closed."""
+        #: Set when a request arrived at the gate.
+        self.reached = asyncio.Event()
+        #: Set by the test: held requests are answered, later ones pass.
+        self.opened = asyncio.Event()
+
+
 @dataclass
 class RequestRecord:
     """One request the simulator answered (401 challenges included)."""
@@ -372,6 +383,8 @@ class IsapiCameraSimulator(LoopbackDevice, FirmwareFileMixin):
         self.serial_after_reboot: str | None = None
         self.ssl_context = ssl_context
 
+        #: Requests held before they are answered, until the test opens the gate.
+        self.gates: dict[tuple[str, str], Gate] = {}
         self.failures: set[Failure] = set()
         self.requests: list[RequestRecord] = []
         self.events: list[tuple[float, str]] = []
@@ -691,6 +704,9 @@ class IsapiCameraSimulator(LoopbackDevice, FirmwareFileMixin):
                 await request.read()
             reply = self._authorize(request)
             if reply is None:
+                if (gate := self.gates.get((request.method, request.path))) is not None:
+                    gate.reached.set()
+                    await gate.opened.wait()
                 reply = self._dispatch(request)
         if drop:
             # The file went in; the device reboots into it without answering.

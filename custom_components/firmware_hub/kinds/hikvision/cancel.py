@@ -24,13 +24,13 @@ CANCEL_OPERATION: Final = "cancel"
 
 
 class InstallCancelledError(InstallError):
-    """The user cancelled the install while the camera downloaded its package."""
+    """The user cancelled the install before the flash (a download is stopped)."""
 
     def __init__(self) -> None:
         """Initialize with the fixed key and message."""
         super().__init__(
             "download_cancelled",
-            "the download was cancelled; the camera keeps its firmware",
+            "cancelled before the flash; the camera keeps its firmware",
         )
 
 
