@@ -8,9 +8,11 @@ the simulator.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncGenerator
 from dataclasses import replace
 import hashlib
+import logging
 from pathlib import Path
 import secrets
 import time
@@ -38,7 +40,10 @@ from custom_components.firmware_hub.const import (
 )
 from custom_components.firmware_hub.core.models import InstallRun
 from custom_components.firmware_hub.file_share import async_file_sharer
-from custom_components.firmware_hub.kinds.hikvision import backend as hikvision
+from custom_components.firmware_hub.kinds.hikvision import (
+    backend as hikvision,
+    channel_install,
+)
 
 from .helpers import Recorder, allowed_firmware, hikvision_input, setup_entry
 from .simulators.isapi_channel_task import TASK_PATH, ChannelTask
@@ -495,3 +500,30 @@ async def test_share_serves_only_the_device_and_only_while_shared(
                 assert (response.status, await response.read()) == refused
     finally:
         await hass.async_add_executor_job(file.close)
+
+
+async def test_recorder_unreachable_while_its_task_runs(
+    hass: HomeAssistant,
+    nvr: IsapiNvrSimulator,
+    local_url: str,
+    firmware: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """No answer from the recorder for a while is waited out: its task goes on."""
+    caplog.set_level(logging.DEBUG, logger=channel_install.__name__)
+    await _entry(hass, nvr)
+    nvr.upgrade_steps = 1_000_000
+    finished = async_capture_events(hass, EVENT_UPGRADE_FINISHED)
+    install = hass.async_create_task(_install(hass, firmware, entity_id=UPDATE))
+    async with asyncio.timeout(10):
+        while not any(task.polls for task in nvr.tasks.values()):
+            await asyncio.sleep(0.01)
+        await nvr.go_offline()
+        while "No answer from the recorder" not in caplog.text:
+            await asyncio.sleep(0.01)
+    assert hass.states.get(UPDATE).attributes["in_progress"] is True
+    await nvr.go_online()
+    nvr.upgrade_steps = 1
+    await install
+    assert nvr.channels["1"].firmware_version == AFTER
+    assert [(e.data["success"], e.data["version"]) for e in finished] == [(True, AFTER)]

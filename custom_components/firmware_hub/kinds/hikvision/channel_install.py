@@ -23,11 +23,13 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from contextlib import AsyncExitStack
 from dataclasses import replace
+import logging
 import time
 from typing import BinaryIO, Final, NoReturn
 
 from ...core.backend import (
     BackendError,
+    DeviceConnectionError,
     InstallError,
     InstallRefusedError,
     JournalWrite,
@@ -42,6 +44,8 @@ from .install import REBOOT_START, UPGRADE_RUNNING, VERIFY, InstallFlow, span
 from .protocol import IsapiClient
 from .protocol.channel_upgrade import get_task_status, start_channel_upgrade
 from .protocol.channels import InputChannel, get_channels
+
+_LOGGER = logging.getLogger(__name__)
 
 #: The recorder's task (its download of the file and the camera's flash).
 TASK_SPAN: Final = (0, 90)
@@ -173,17 +177,31 @@ class ChannelInstall:
         except BackendError as err:
             await self._fail(key, err)
 
+    async def _tolerate[T](self, read: Awaitable[T]) -> T | None:
+        """Await a read; a lost connection is None (asked again until the deadline).
+
+        The recorder is not the device that flashes: a lost answer is the network,
+        and the channel camera's upgrade goes on meanwhile (as a camera's flash is
+        waited out).
+        """
+        try:
+            return await call(read)
+        except DeviceConnectionError as err:
+            _LOGGER.debug("No answer from the recorder (%s); asking again", err)
+            return None
+
     async def _follow_task(self, key: str, task_id: str) -> None:
         """Follow the recorder's task until `successful`; raise how it failed."""
         deadline = time.monotonic() + self._timing.flash_timeout
         while True:
-            status = await call(get_task_status(self._client, task_id))
-            if status.status == _TASK_DONE:
-                self._show(key, Phase.REBOOTING, REBOOT_START)
-                return
-            if status.status not in UPGRADE_RUNNING and status.status != _TASK_WAITING:
-                raise upgrade_failure(status.status)
-            self._show(key, Phase.INSTALLING, span(status.percent, TASK_SPAN))
+            status = await self._tolerate(get_task_status(self._client, task_id))
+            if status is not None:  # None: no answer this time, asked again
+                if status.status == _TASK_DONE:
+                    self._show(key, Phase.REBOOTING, REBOOT_START)
+                    return
+                if status.status not in UPGRADE_RUNNING | {_TASK_WAITING}:
+                    raise upgrade_failure(status.status)
+                self._show(key, Phase.INSTALLING, span(status.percent, TASK_SPAN))
             if time.monotonic() >= deadline:
                 raise InstallError(
                     "flash_timeout",
@@ -197,7 +215,7 @@ class ChannelInstall:
         deadline = time.monotonic() + self._timing.reboot_timeout
         seen: str | None = None
         while True:
-            channel = await self._read_channel(channel_id)
+            channel = await self._read_channel(channel_id, tolerant=True)
             if channel is not None and channel.firmware_version:
                 seen = channel.firmware_version
                 if (
@@ -229,9 +247,13 @@ class ChannelInstall:
                 )
             await asyncio.sleep(self._timing.poll_interval)
 
-    async def _read_channel(self, channel_id: str) -> InputChannel | None:
-        channels = await call(get_channels(self._client))
-        return next((c for c in channels if c.channel_id == channel_id), None)
+    async def _read_channel(
+        self, channel_id: str, *, tolerant: bool = False
+    ) -> InputChannel | None:
+        """Read the channel as the recorder lists it (`tolerant`: see `_tolerate`)."""
+        read = get_channels(self._client)
+        channels = await (self._tolerate(read) if tolerant else call(read))
+        return next((c for c in channels or () if c.channel_id == channel_id), None)
 
     # ---------------------------------------------------------------- follow
 
