@@ -18,8 +18,14 @@ for a channel (``isapi_channel_task.py``) fetches the package URL it is given.
 Nothing here imports Home Assistant.
 """
 
+import argparse
+import asyncio
+from collections.abc import Sequence
+import contextlib
 from dataclasses import dataclass, replace
+import logging
 from pathlib import Path
+import signal
 from typing import TYPE_CHECKING, Any, Unpack
 from xml.sax.saxutils import escape
 
@@ -237,3 +243,44 @@ class IsapiNvrSimulator(IsapiCameraSimulator, ChannelTaskMixin):
                 b"<isSupportUpgradeChannels>true</isSupportUpgradeChannels>\n",
             )
         return reply
+
+
+# ---------------------------------------------------------------------- CLI
+
+
+async def _serve(port: int, password: str, upgrade_steps: int) -> None:
+    """Run one recorder (three IP cameras; channel upgrades) until SIGINT/SIGTERM."""
+    nvr = IsapiNvrSimulator(password=password, upgrade_steps=upgrade_steps)
+    nvr.port = port
+    await nvr.start()
+    try:
+        print(f"{nvr.url} serial={nvr.serial_number} model={nvr.model}", flush=True)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(signum, stop.set)
+        await stop.wait()
+    finally:
+        await nvr.stop()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Command-line entry point (screenshots of a channel camera install)."""
+    parser = argparse.ArgumentParser(
+        prog="python -m tests.simulators.isapi_nvr",
+        description="Run a loopback Hikvision NVR with three IP cameras until Ctrl-C.",
+    )
+    parser.add_argument("--port", type=int, default=18084)
+    parser.add_argument("--password", default="Passw0rd!")
+    parser.add_argument(
+        "--upgrade-steps", type=int, default=4, help="task polls to upgrade a channel"
+    )
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(_serve(args.port, args.password, args.upgrade_steps))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
