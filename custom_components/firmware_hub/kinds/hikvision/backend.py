@@ -36,7 +36,7 @@ from .channels import RecorderChannels
 from .errors import call
 from .facts import HikvisionFacts
 from .file_install import FileInstall, file_flashing
-from .install import DOWNLOAD_PAUSED, DeviceStatus, HikvisionTiming, InstallFlow
+from .install import InstallFlow
 from .notes import markdown_notes
 from .protocol import (
     DeviceInfo,
@@ -50,6 +50,7 @@ from .protocol import (
     options,
     text,
 )
+from .status import DOWNLOAD_PAUSED, DeviceStatus, HikvisionTiming, read_status
 from .transaction import HeldPackage, Transaction
 
 __all__ = [
@@ -264,13 +265,11 @@ class HikvisionBackend(FirmwareBackend):
 
     async def _status_for_restart(self) -> DeviceStatus | None:
         try:
-            download = await call(self._client.get_download_status())
-            upgrade = await call(self._client.get_upgrade_status())
+            return await read_status(self._client)
         except DeviceResponseError as err:
             if isinstance(err.__cause__, IsapiNotSupportedError):
                 return None  # no online upgrade task can be running
             raise
-        return DeviceStatus(download, upgrade)
 
     def diagnostics(self) -> Mapping[str, Any]:
         """Return deviceInfo and the online-upgrade documents as the camera sent them."""

@@ -40,10 +40,11 @@ from ...core.models import FirmwareState, InstallRun, Phase
 from ...core.versions import same_version
 from .channels import CHANNEL_KEY, RecorderChannels
 from .errors import as_install_error, call, upgrade_failure
-from .install import REBOOT_START, UPGRADE_RUNNING, VERIFY, InstallFlow, span
+from .install import InstallFlow
 from .protocol import IsapiClient
 from .protocol.channel_upgrade import get_task_status, start_channel_upgrade
 from .protocol.channels import InputChannel, get_channels
+from .status import REBOOT_START, UPGRADE_RUNNING, VERIFY, span
 
 _LOGGER = logging.getLogger(__name__)
 

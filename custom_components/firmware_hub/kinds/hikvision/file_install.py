@@ -32,7 +32,6 @@ from ...core.files import checked_firmware_file
 from ...core.models import FirmwareState, InstallRun, Phase
 from ...core.versions import same_version
 from .errors import call, file_refused
-from .install import span
 from .protocol import (
     DeviceInfo,
     IsapiClient,
@@ -43,6 +42,7 @@ from .protocol import (
     UploadResult,
 )
 from .run import CameraRun
+from .status import span
 from .verify import Expected, verify
 
 # Progress of a file install: upload 0-60 %, flash 60-90 %, reboot 90-95 %,

@@ -17,10 +17,9 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 import logging
 import time
-from typing import Final, Unpack
+from typing import Unpack
 
 from ...core.backend import (
     BackendError,
@@ -32,75 +31,27 @@ from ...core.backend import (
 from ...core.models import FirmwareState, KindFacts, Phase, StateChanges
 from ...core.versions import same_version
 from .cancel import CancelSwitch, InstallCancelledError, too_late
-from .errors import DOWNLOAD_FAILURE_KEYS, call, download_failure, upgrade_failure
+from .errors import call, download_failure, upgrade_failure
 from .protocol import DeviceInfo, IsapiClient, TaskStatus
+from .status import (
+    DOWNLOAD_FAILURES,
+    DOWNLOAD_FINISHED,
+    DOWNLOAD_RUNNING,
+    DOWNLOAD_SPAN,
+    FLASH_SPAN,
+    REBOOT_DOWN,
+    UPGRADE_IDLE,
+    UPGRADE_RUNNING,
+    UPGRADE_SUCCESSFUL,
+    VERIFY,
+    DeviceStatus,
+    HikvisionTiming,
+    read_status,
+    span,
+)
 from .verify import Expected, verify
 
 _LOGGER = logging.getLogger(__name__)
-
-DOWNLOAD_FINISHED: Final = "finish"
-DOWNLOAD_PAUSED: Final = "pause"
-DOWNLOAD_RUNNING: Final = frozenset({"downloading", DOWNLOAD_PAUSED})
-DOWNLOAD_FAILURES: Final = frozenset(DOWNLOAD_FAILURE_KEYS)
-UPGRADE_SUCCESSFUL: Final = "successful"
-UPGRADE_RUNNING: Final = frozenset({"upgrading", "waitManualTrigger"})
-UPGRADE_IDLE: Final = "notUpgrade"
-
-# Progress shown while installing: download 0-45 %, flash 45-90 %, reboot 90-95 %,
-# verification 99 %.
-DOWNLOAD_SPAN: Final = (0, 45)
-FLASH_SPAN: Final = (45, 90)
-REBOOT_START: Final = 90
-REBOOT_DOWN: Final = 95
-VERIFY: Final = 99
-
-
-@dataclass(frozen=True, slots=True)
-class HikvisionTiming:
-    """How often and how long the install polls (seconds)."""
-
-    poll_interval: float = 2.0
-    #: How long the camera may take to report a download it was asked to start.
-    download_start_timeout: float = 60.0
-    download_timeout: float = 30 * 60
-    flash_timeout: float = 30 * 60
-    reboot_timeout: float = 10 * 60
-    #: How long a camera asked to cancel its download may take to stop it.
-    cancel_timeout: float = 60.0
-    #: Connection errors in a row tolerated while downloading (the camera is busy).
-    max_download_errors: int = 5
-    #: A camera that took a firmware file (statusCode 1) and stopped flashing
-    #: usually reboots by itself; after this long it is asked to.
-    self_reboot_grace: float = 20.0
-
-
-@dataclass(frozen=True, slots=True)
-class DeviceStatus:
-    """What the camera's online upgrade is doing now."""
-
-    download: TaskStatus
-    upgrade: TaskStatus
-
-    @property
-    def downloading(self) -> bool:
-        """Return True while a package download runs (or is paused)."""
-        return self.download.status in DOWNLOAD_RUNNING
-
-    @property
-    def upgrading(self) -> bool:
-        """Return True while the camera flashes (or waits to)."""
-        return self.upgrade.status in UPGRADE_RUNNING
-
-    @property
-    def busy(self) -> bool:
-        """Return True while the camera downloads or flashes."""
-        return self.downloading or self.upgrading
-
-
-def span(percent: int, bounds: tuple[int, int]) -> int:
-    """Map a step's 0-100 % onto its share of the install's progress."""
-    low, high = bounds
-    return low + (high - low) * max(0, min(100, percent)) // 100
 
 
 class InstallFlow:
@@ -169,9 +120,7 @@ class InstallFlow:
 
     async def read_status(self) -> DeviceStatus:
         """Read the download and the upgrade status (read only)."""
-        download = await call(self._client.get_download_status())
-        upgrade = await call(self._client.get_upgrade_status())
-        return DeviceStatus(download, upgrade)
+        return await read_status(self._client)
 
     async def _poll_until[T](
         self,

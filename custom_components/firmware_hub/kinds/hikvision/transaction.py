@@ -24,7 +24,10 @@ from ...core.backend import (
 from ...core.models import FirmwareState, InstallRun, Phase
 from ...core.versions import same_version
 from .errors import call, download_failure, upgrade_failure
-from .install import (
+from .install import InstallFlow
+from .protocol import DeviceInfo, IsapiClient
+from .run import CameraRun
+from .status import (
     DOWNLOAD_FAILURES,
     DOWNLOAD_FINISHED,
     DOWNLOAD_SPAN,
@@ -34,11 +37,8 @@ from .install import (
     UPGRADE_SUCCESSFUL,
     VERIFY,
     DeviceStatus,
-    InstallFlow,
     span,
 )
-from .protocol import DeviceInfo, IsapiClient
-from .run import CameraRun
 from .verify import Expected, verify
 
 
