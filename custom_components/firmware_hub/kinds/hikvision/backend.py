@@ -1,7 +1,7 @@
 """Hikvision online upgrade: the camera checks, downloads and flashes by itself.
 
 The backend reads the camera (deviceInfo, the online-upgrade documents) and runs its
-online check; installs are `transaction.Transaction`s over the steps of
+online check (`check`); installs are `transaction.Transaction`s over the steps of
 `install.InstallFlow`: journalled before the first request that can start a flash,
 every device-changing request preceded by a status that says the camera is idle,
 and an install found running at setup followed (read only) to its verified end.
@@ -10,7 +10,6 @@ and an install found running at setup followed (read only) to its verified end.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping
-from datetime import UTC, datetime
 import logging
 from typing import Any, BinaryIO, Final
 
@@ -22,22 +21,16 @@ from ...core.backend import (
     Publish,
     ShareFile,
 )
-from ...core.models import (
-    DeviceIdentity,
-    FirmwareOffer,
-    FirmwareState,
-    InstallRun,
-    Phase,
-)
+from ...core.models import DeviceIdentity, FirmwareState, InstallRun, Phase
 from ...core.versions import is_newer, same_version
 from .cancel import CANCEL_OPERATION, CancelSwitch
 from .channel_install import ChannelInstall
 from .channels import RecorderChannels
+from .check import check_offer, markdown_notes, server_connected, utc_now
 from .errors import call
 from .facts import HikvisionFacts
 from .file_install import FileInstall, file_flashing
 from .install import InstallFlow
-from .notes import markdown_notes
 from .protocol import (
     DeviceInfo,
     IsapiClient,
@@ -45,7 +38,6 @@ from .protocol import (
     IsapiNotSupportedError,
     IsapiResponseError,
     TaskStatus,
-    UpgradeVersion,
     find,
     options,
     text,
@@ -67,12 +59,6 @@ MANUFACTURER: Final = "Hikvision"
 
 #: The timing backends use unless given one (tests shorten it).
 DEFAULT_TIMING = HikvisionTiming()
-
-#: What the user reads when the camera could not run its online check.
-CHECK_FAILED: Final = (
-    "the camera could not get an answer from Hikvision's upgrade server;"
-    " the last known offer is kept"
-)
 
 
 class HikvisionBackend(FirmwareBackend):
@@ -178,7 +164,7 @@ class HikvisionBackend(FirmwareBackend):
                     latest_version=info.full_version,
                     progress=None,
                     connected=None,
-                    last_check=_now() if check else state.last_check,
+                    last_check=utc_now() if check else state.last_check,
                 )
             )
         if not check:
@@ -187,61 +173,11 @@ class HikvisionBackend(FirmwareBackend):
             if latest is None or not is_newer(latest, info.full_version):
                 state = state.evolve(latest_version=info.full_version)
             return self._set_state(state)
-        state = state.evolve(connected=await self._server_connected())
-        return self._set_state(await self._check(state, info, now=now))
-
-    async def _server_connected(self) -> bool | None:
-        try:
-            return await call(self._client.get_upgrade_server_connected())
-        except DeviceResponseError as err:
-            _LOGGER.debug("Upgrade server status unavailable: %s", err)
-            return None
-
-    async def _check(
-        self, state: FirmwareState, info: DeviceInfo, *, now: bool
-    ) -> FirmwareState:
-        try:
-            offer: UpgradeVersion = await call(
-                self._client.get_upgrade_version(check_now=now)
+        state = state.evolve(connected=await server_connected(self._client))
+        return self._set_state(
+            await check_offer(
+                self._client, state, info, now=now, documents=self._documents
             )
-        except DeviceResponseError as err:
-            if not isinstance(err.__cause__, IsapiNotSupportedError):
-                # The camera could not ask its server (deviceError, busy...): keep
-                # the last offer and say so (the code stays in the log and the
-                # diagnostics); the camera itself is fine.
-                _LOGGER.warning("%s: firmware check failed: %s", info.model, err)
-                self._documents["version_error"] = str(err)
-                return state.evolve(error=CHECK_FAILED)
-            # The capability document may claim support; the answer is the truth.
-            _LOGGER.info(
-                "%s answers notSupport to the online version check: "
-                "firmware updates are not available through Home Assistant",
-                info.model,
-            )
-            self._documents["version"] = {"notSupport": str(err)}
-            return state.evolve(
-                phase=Phase.UNSUPPORTED,
-                latest_version=info.full_version,
-                release_notes=None,
-                offers=(),
-                error=None,
-                last_check=_now(),
-            )
-        self._documents["version"] = offer.raw
-        installed = info.full_version
-        if offer.version and is_newer(offer.version, installed):
-            latest, notes = offer.version, markdown_notes(offer.changelog)
-            offers: tuple[FirmwareOffer, ...] = (FirmwareOffer(latest, notes),)
-        else:
-            latest, notes, offers = installed, None, ()
-        return state.evolve(
-            phase=Phase.IDLE,
-            latest_version=latest,
-            release_notes=notes,
-            offers=offers,
-            error=None,
-            progress=None,
-            last_check=_now(),
         )
 
     async def async_restart(self) -> None:
@@ -403,7 +339,3 @@ class HikvisionBackend(FirmwareBackend):
             return await transaction.follow(run, info)
         finally:
             self._device = transaction.device or self._device
-
-
-def _now() -> datetime:
-    return datetime.now(UTC)
