@@ -74,9 +74,7 @@ class ChildEntity(CoordinatorEntity[FirmwareCoordinator]):
     @property
     def child(self) -> ChildDevice | None:
         """Return the child's latest state (None once its parent dropped it)."""
-        return next(
-            (c for c in self.coordinator.data.children if c.key == self._key), None
-        )
+        return self.coordinator.data.child(self._key)
 
     @property
     def available(self) -> bool:

@@ -47,7 +47,7 @@ from .core.backend import (
     InvalidRequestError,
 )
 from .core.bridge import BridgeBackend
-from .core.models import ChildDevice, DeviceIdentity, FirmwareState, InstallRun, Phase
+from .core.models import DeviceIdentity, FirmwareState, InstallRun, Phase
 from .errors import install_in_progress, translated_error, validation_error
 from .handoff import HandoffTracker
 from .install_queue import InstallQueue, install_slot
@@ -231,10 +231,6 @@ class FirmwareCoordinator(DataUpdateCoordinator[FirmwareState]):
             child,
         )
 
-    def child(self, key: str | None) -> ChildDevice | None:
-        """Return a child device by key, as last published (None: none)."""
-        return next((c for c in self.data.children if c.key == key), None)
-
     async def _async_run_install(
         self,
         target: str | None,
@@ -272,12 +268,9 @@ class FirmwareCoordinator(DataUpdateCoordinator[FirmwareState]):
                     await self._async_write_journal(None)
                     raise translated_error(err) from err
                 except InstallError as err:
-                    await self._async_write_journal(None)
-                    self.async_set_updated_data(self.backend.state)
-                    install_failed(self, target, err, self.child(child))
+                    await self._async_failed(target, err, child)
                     raise translated_error(err) from err
-                await self._async_write_journal(None)
-                self.async_set_updated_data(final)
+                await self._async_ended(final)
                 if self.handoffs is not None and self.handoffs.handed_off():
                     return
                 self._succeeded(final, child)
@@ -333,10 +326,8 @@ class FirmwareCoordinator(DataUpdateCoordinator[FirmwareState]):
                 try:
                     final = await self.backend.async_follow(run, self._publish_follow)
                 except InstallError as err:
-                    await self._async_write_journal(None)
-                    self.async_set_updated_data(self.backend.state)
                     target = run.target_version if run else None
-                    install_failed(self, target, err, self.child(child))
+                    await self._async_failed(target, err, child)
                 except BackendError as err:
                     # The device could not be read: polls show it unavailable; a
                     # journaled install is followed again at the next setup.
@@ -346,22 +337,32 @@ class FirmwareCoordinator(DataUpdateCoordinator[FirmwareState]):
                         err,
                     )
                 else:
-                    await self._async_write_journal(None)
                     if final is not None:
-                        self.async_set_updated_data(final)
+                        await self._async_ended(final)
                         self._succeeded(final, child)
                     elif run is not None:
-                        self.async_set_updated_data(
-                            self.backend.state.evolve(install=None, phase=Phase.IDLE)
-                        )
+                        idle = self.backend.state.evolve(install=None, phase=Phase.IDLE)
+                        await self._async_ended(idle)
         finally:
             self._installing = False
         if reload:
             self.hass.config_entries.async_schedule_reload(self.config_entry.entry_id)
 
+    async def _async_ended(self, state: FirmwareState) -> None:
+        """Clear the journal's marker (the install is over) and show `state`."""
+        await self._async_write_journal(None)
+        self.async_set_updated_data(state)
+
+    async def _async_failed(
+        self, target: str | None, err: InstallError, key: str | None
+    ) -> None:
+        """End a failed install (on child `key`); report it (event, repair)."""
+        await self._async_ended(self.backend.state)
+        install_failed(self, target, err, self.data.child(key))
+
     def _succeeded(self, final: FirmwareState, key: str | None) -> None:
         """Report a verified install (on child `key`: the child's new firmware)."""
-        child = self.child(key)
+        child = self.data.child(key)
         install_succeeded(self, (child or final).installed_version, child)
 
     def _publish_follow(self, state: FirmwareState) -> None:

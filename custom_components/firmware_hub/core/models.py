@@ -203,6 +203,19 @@ class FirmwareState:
         """Return a copy with `changes` applied (the state itself never changes)."""
         return replace(self, **changes)
 
+    def child(self, key: str | None) -> ChildDevice | None:
+        """Return the child device `key` (None: no such child)."""
+        return next((c for c in self.children if c.key == key), None)
+
+    def with_child(self, key: str, **changes: Unpack[ChildChanges]) -> Self:
+        """Return a copy whose child `key` has `changes` applied."""
+        return replace(
+            self,
+            children=tuple(
+                replace(c, **changes) if c.key == key else c for c in self.children
+            ),
+        )
+
 
 class StateChanges(TypedDict, total=False):
     """The fields `FirmwareState.evolve` takes: a typo is a type error."""
@@ -220,3 +233,12 @@ class StateChanges(TypedDict, total=False):
     connected: bool | None
     facts: KindFacts | None
     children: tuple[ChildDevice, ...]
+
+
+class ChildChanges(TypedDict, total=False):
+    """The fields `FirmwareState.with_child` takes: a child's install and firmware."""
+
+    installed_version: str | None
+    latest_version: str | None
+    phase: Phase
+    progress: int | None

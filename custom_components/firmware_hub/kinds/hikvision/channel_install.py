@@ -80,13 +80,9 @@ class ChannelInstall:
 
     def _show(self, key: str, phase: Phase, progress: int | None) -> None:
         """Publish the channel's install phase and progress (if they changed)."""
+        state = self._flow.state
         self._flow.publish(
-            children=tuple(
-                replace(child, phase=phase, progress=progress)
-                if child.key == key
-                else child
-                for child in self._flow.state.children
-            )
+            children=state.with_child(key, phase=phase, progress=progress).children
         )
 
     async def _fail(self, key: str, err: BackendError) -> NoReturn:
@@ -100,19 +96,14 @@ class ChannelInstall:
     async def _succeed(self, key: str, channel: InputChannel) -> FirmwareState:
         """Publish the channel's verified firmware; clear the journal."""
         version = channel.firmware_version
-        children = tuple(
-            replace(
-                child,
-                installed_version=version,
-                latest_version=version,
-                phase=Phase.IDLE,
-                progress=None,
-            )
-            if child.key == key
-            else child
-            for child in self._flow.state.children
+        verified = self._flow.state.with_child(
+            key,
+            installed_version=version,
+            latest_version=version,
+            phase=Phase.IDLE,
+            progress=None,
         )
-        self._flow.publish(children=children, install=None)
+        self._flow.publish(children=verified.children, install=None)
         await self._journal(None)
         return self._flow.state
 
