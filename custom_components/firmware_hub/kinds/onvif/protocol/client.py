@@ -40,9 +40,6 @@ from urllib.parse import urljoin
 from onvif import ONVIFCamera, util as onvif_util  # type: ignore[import-untyped]
 
 from .changes import apply_encoder_changes, apply_imaging_changes, plain
-
-# DiscoveredCamera: re-exported while config_flow.py imports it from here.
-from .discovery import DiscoveredCamera
 from .errors import (
     OnvifAuthError,
     OnvifNotSupportedError,
@@ -74,7 +71,7 @@ from .models import (
     VideoEncoderOptions,
 )
 
-__all__ = ["DEFAULT_TIMEOUT", "WSDL_DIR", "DiscoveredCamera", "OnvifClient"]
+__all__ = ["DEFAULT_TIMEOUT", "WSDL_DIR", "OnvifClient"]
 
 _LOGGER = logging.getLogger(__name__)
 
