@@ -113,6 +113,25 @@ async def test_cancel_a_running_download(
     assert camera.firmware_version == "V5.7.20"
 
 
+async def _refused_then_installed(
+    hass: HomeAssistant,
+    camera: IsapiCameraSimulator,
+    install: asyncio.Task[None],
+    key: str,
+    *,
+    deletes: int,
+) -> None:
+    """A cancel is refused with `key`; the install goes on and is verified."""
+    with pytest.raises(ServiceValidationError) as err:
+        await _cancel(hass)
+    assert err.value.translation_key == key
+    assert camera.count("DELETE", DOWNLOAD) == deletes
+    camera.download_steps = 2
+    camera.upgrade_steps = 1
+    await install
+    assert camera.firmware_version == "V5.7.20"
+
+
 async def test_camera_that_cannot_cancel(
     hass: HomeAssistant, camera: IsapiCameraSimulator
 ) -> None:
@@ -120,14 +139,9 @@ async def test_camera_that_cannot_cancel(
     camera.download_operations = "start"
     await _entry(hass, camera)
     install = await _install_downloading(hass, camera)
-
-    with pytest.raises(ServiceValidationError) as err:
-        await _cancel(hass)
-    assert err.value.translation_key == "cancel_not_supported"
-    assert camera.count("DELETE", DOWNLOAD) == 0
-    camera.download_steps = 2
-    await install
-    assert camera.firmware_version == "V5.7.20"
+    await _refused_then_installed(
+        hass, camera, install, "cancel_not_supported", deletes=0
+    )
 
 
 async def test_a_flash_is_never_cancelled(
@@ -138,14 +152,7 @@ async def test_a_flash_is_never_cancelled(
     camera.upgrade_steps = 1_000_000
     install = _start_install(hass)
     await _until(lambda: camera.upgrade_status == "upgrading")
-
-    with pytest.raises(ServiceValidationError) as err:
-        await _cancel(hass)
-    assert err.value.translation_key == "cancel_too_late"
-    assert camera.count("DELETE", DOWNLOAD) == 0
-    camera.upgrade_steps = 1
-    await install
-    assert camera.firmware_version == "V5.7.20"
+    await _refused_then_installed(hass, camera, install, "cancel_too_late", deletes=0)
 
 
 async def test_camera_ignoring_the_cancel(
@@ -155,14 +162,7 @@ async def test_camera_ignoring_the_cancel(
     await _entry(hass, camera)
     camera.ignore_cancel = True
     install = await _install_downloading(hass, camera)
-
-    with pytest.raises(ServiceValidationError) as err:
-        await _cancel(hass)
-    assert err.value.translation_key == "cancel_failed"
-    assert camera.count("DELETE", DOWNLOAD) == 1
-    camera.download_steps = 2
-    await install
-    assert camera.firmware_version == "V5.7.20"
+    await _refused_then_installed(hass, camera, install, "cancel_failed", deletes=1)
 
 
 async def test_download_completing_during_the_cancel(
@@ -177,13 +177,7 @@ async def test_download_completing_during_the_cancel(
     await _entry(hass, camera)
     camera.complete_on_cancel = True
     install = await _install_downloading(hass, camera)
-
-    with pytest.raises(ServiceValidationError) as err:
-        await _cancel(hass)
-    assert err.value.translation_key == "cancel_too_late"
-    assert camera.count("DELETE", DOWNLOAD) == 1
-    await install
-    assert camera.firmware_version == "V5.7.20"
+    await _refused_then_installed(hass, camera, install, "cancel_too_late", deletes=1)
 
 
 async def _cancel_at(
